@@ -1,0 +1,142 @@
+/**
+ * Stripe webhook events → domain events (DESIGN §4), as a pure function. Signature checks and the
+ * customer→user lookup happen in the ingress; ordering (an event older than the last one applied for
+ * its subscription is ignored) is enforced where events are applied (`userState.ts`), because Stripe
+ * delivers out of order and only the user's state knows what was applied last.
+ *
+ * Shapes follow Stripe API 2025-03-31 and later: prices and periods live on subscription items;
+ * an invoice names its subscription under `parent.subscription_details`.
+ */
+import { NormalLaneEvent } from './events.ts';
+import { PAID_TIERS, type PaidTier } from './features.ts';
+
+/** The part of a Stripe event this mapping reads. */
+export interface StripeEvent {
+  id: string;
+  type: string;
+  /** Seconds since the epoch. */
+  created: number;
+  data: { object: Record<string, unknown> };
+}
+
+/** Configuration of the mapping. */
+export interface StripeMappingOptions {
+  /** Stripe price id → tier it buys. */
+  priceTiers: Readonly<Record<string, PaidTier>>;
+  /** The user of the event's customer, from the ingress's lookup, when the metadata names none. */
+  customerUserId?: string | undefined;
+}
+
+/** The Stripe event types this mapping turns into domain events. */
+export const HANDLED_STRIPE_TYPES = [
+  'customer.subscription.created',
+  'customer.subscription.updated',
+  'customer.subscription.deleted',
+  'invoice.payment_failed',
+  'invoice.payment_succeeded',
+] as const;
+
+/** Why a Stripe event could not be mapped. */
+export type StripeRejection = 'malformed' | 'unknown_user' | 'unknown_price';
+
+/** The result of mapping a Stripe event. */
+export type StripeMapping =
+  | { kind: 'event'; event: NormalLaneEvent }
+  /** An event type or status with no meaning for entitlements: acknowledged, not published. */
+  | { kind: 'ignored'; reason: string }
+  | { kind: 'rejected'; reason: StripeRejection; detail: string };
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+const idOf = (v: unknown): string | undefined => str(v) ?? (isObj(v) ? str(v.id) : undefined);
+
+const rejected = (reason: StripeRejection, detail: string): StripeMapping => ({ kind: 'rejected', reason, detail });
+
+/** Maps one Stripe event to the domain event it means, or says why it maps to none. */
+export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingOptions): StripeMapping {
+  const { id, type, created } = stripeEvent;
+  const object = stripeEvent.data?.object;
+  if (!str(id) || !Number.isInteger(created) || !isObj(object)) return rejected('malformed', 'id, created or data.object missing');
+  if (!(HANDLED_STRIPE_TYPES as readonly string[]).includes(type)) return { kind: 'ignored', reason: `unhandled type ${type}` };
+
+  const isInvoice = type.startsWith('invoice.');
+  const subscriptionId = isInvoice ? invoiceSubscription(object) : str(object.id);
+  if (!subscriptionId) {
+    return isInvoice ? { kind: 'ignored', reason: 'invoice without subscription' } : rejected('malformed', 'subscription id missing');
+  }
+  const userId = userIdOf(object, isInvoice) ?? options.customerUserId;
+  if (!userId) return rejected('unknown_user', `no user_id metadata and no mapping for customer ${idOf(object.customer) ?? '?'}`);
+
+  const base = { id, userId, at: created * 1000, subscriptionId };
+  switch (type) {
+    case 'invoice.payment_failed':
+      return event({
+        type: 'payment_failed',
+        ...base,
+        attemptCount: typeof object.attempt_count === 'number' ? object.attempt_count : 0,
+        nextAttemptAt: typeof object.next_payment_attempt === 'number' ? object.next_payment_attempt * 1000 : null,
+      });
+    case 'invoice.payment_succeeded':
+      return event({ type: 'payment_recovered', ...base });
+    case 'customer.subscription.deleted':
+      return event({ type: 'subscription_canceled', ...base });
+  }
+
+  const status = str(object.status);
+  switch (status) {
+    case 'active':
+    case 'trialing': {
+      const tier = subscriptionTier(object, options.priceTiers);
+      if (typeof tier !== 'string') return rejected('unknown_price', `no tier for prices ${tier.prices.join(',') || '(none)'}`);
+      return event({ type: type === 'customer.subscription.created' ? 'subscription_activated' : 'plan_changed', ...base, tier });
+    }
+    case 'past_due':
+    case 'unpaid':
+      return event({ type: 'payment_failed', ...base, attemptCount: 0, nextAttemptAt: null });
+    case 'canceled':
+    case 'incomplete_expired':
+      return event({ type: 'subscription_canceled', ...base });
+    default:
+      return { kind: 'ignored', reason: `subscription status ${status ?? '(none)'}` };
+  }
+}
+
+/** Validates the mapped event, so a user_id unfit for a subject is rejected here, not on the wire. */
+function event(e: NormalLaneEvent): StripeMapping {
+  const parsed = NormalLaneEvent.safeParse(e);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return rejected('malformed', `${issue.path.join('.')}: ${issue.message}`);
+  }
+  return { kind: 'event', event: parsed.data };
+}
+
+function invoiceSubscription(invoice: Obj): string | undefined {
+  const parent = isObj(invoice.parent) ? invoice.parent : undefined;
+  const details = parent && isObj(parent.subscription_details) ? parent.subscription_details : undefined;
+  // `invoice.subscription` is the pre-2025-03-31 location; still accepted for older endpoints.
+  return idOf(details?.subscription) ?? idOf(invoice.subscription);
+}
+
+function userIdOf(object: Obj, isInvoice: boolean): string | undefined {
+  const metadata = [object.metadata];
+  if (isInvoice && isObj(object.parent) && isObj(object.parent.subscription_details)) {
+    metadata.unshift(object.parent.subscription_details.metadata);
+  }
+  for (const m of metadata) {
+    const userId = isObj(m) ? str(m.user_id) : undefined;
+    if (userId) return userId;
+  }
+  return undefined;
+}
+
+/** The highest tier any of the subscription's item prices buys, or the prices when none is known. */
+function subscriptionTier(subscription: Obj, priceTiers: StripeMappingOptions['priceTiers']): PaidTier | { prices: string[] } {
+  const items = isObj(subscription.items) && Array.isArray(subscription.items.data) ? subscription.items.data : [];
+  const prices = items.map((item) => (isObj(item) ? idOf(item.price) : undefined)).filter((p): p is string => !!p);
+  const tiers = prices.map((p) => (Object.hasOwn(priceTiers, p) ? priceTiers[p] : undefined));
+  for (const tier of [...PAID_TIERS].reverse()) if (tiers.includes(tier)) return tier;
+  return { prices };
+}
