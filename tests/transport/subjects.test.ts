@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { createSubjects, laneOf } from '../../transport/subjects.ts';
+
+describe('subjects', () => {
+  const s = createSubjects();
+
+  it('puts crisis events on the crisis lane and the rest on the normal lane', () => {
+    expect(s.event('u1', 'crisis_button')).toBe('fm.crisis.u1.crisis_button');
+    expect(s.event('u1', 'crisis_resolved')).toBe('fm.crisis.u1.crisis_resolved');
+    expect(s.event('u1', 'payment_failed')).toBe('fm.evt.u1.payment_failed');
+    expect(laneOf('assessment_completed')).toBe('normal');
+  });
+
+  it('parses what it builds, and nothing else', () => {
+    expect(s.parseEvent(s.event('u-9', 'crisis_detected'))).toEqual({ lane: 'crisis', userId: 'u-9', type: 'crisis_detected' });
+    expect(s.parseEvent('fm.view.u1.phone')).toBeUndefined();
+    expect(s.parseEvent('other.evt.u1.payment_failed')).toBeUndefined();
+    expect(s.parseEvent('fm.evt.u1')).toBeUndefined();
+  });
+
+  it('honours the prefix everywhere', () => {
+    const t = createSubjects('stage');
+    expect([t.view('u', 'd'), t.audit('u'), t.deadLetter('invalid'), t.alert('crisis_latency'), t.all.normal]).toEqual([
+      'stage.view.u.d',
+      'stage.audit.u',
+      'stage.dlq.invalid',
+      'stage.alert.crisis_latency',
+      'stage.evt.>',
+    ]);
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * Every NATS subject of the wire contract (DESIGN §2), built and parsed in this one place.
+ * The prefix (`fm` by default) lets several deployments share a NATS account.
+ */
+import { CRISIS_LANE_TYPES, type UserEventType } from '../machines/events.ts';
+
+/** Default subject prefix. */
+export const DEFAULT_PREFIX = 'fm';
+
+/** The two event lanes. */
+export type Lane = 'normal' | 'crisis';
+
+/** The lane an event type travels on. */
+export function laneOf(type: UserEventType): Lane {
+  return CRISIS_LANE_TYPES.has(type) ? 'crisis' : 'normal';
+}
+
+/** An event subject taken apart. */
+export interface ParsedEventSubject {
+  lane: Lane;
+  userId: string;
+  type: string;
+}
+
+/** The subjects of one deployment. */
+export interface Subjects {
+  readonly prefix: string;
+  /** `fm.evt.<userId>.<type>` or `fm.crisis.<userId>.<type>`, by the type's lane. */
+  event(userId: string, type: UserEventType): string;
+  /** `fm.view.<userId>.<deviceId>`: last value per subject. */
+  view(userId: string, deviceId: string): string;
+  /** `fm.audit.<userId>`. */
+  audit(userId: string): string;
+  /** `fm.dlq.<reason>`. */
+  deadLetter(reason: string): string;
+  /** `fm.alert.<kind>`: budget overruns (the seed's escalation). */
+  alert(kind: string): string;
+  /** Wildcards for stream and consumer filters. */
+  readonly all: {
+    normal: string;
+    crisis: string;
+    views: string;
+    userViews(userId: string): string;
+    audit: string;
+    deadLetters: string;
+    alerts: string;
+  };
+  /** Splits an event subject, or returns `undefined` when it is not one. */
+  parseEvent(subject: string): ParsedEventSubject | undefined;
+}
+
+const LANE_TOKEN: Readonly<Record<Lane, string>> = { normal: 'evt', crisis: 'crisis' };
+
+/** Builds the subjects for a prefix. */
+export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
+  return {
+    prefix,
+    event: (userId, type) => `${prefix}.${LANE_TOKEN[laneOf(type)]}.${userId}.${type}`,
+    view: (userId, deviceId) => `${prefix}.view.${userId}.${deviceId}`,
+    audit: (userId) => `${prefix}.audit.${userId}`,
+    deadLetter: (reason) => `${prefix}.dlq.${reason}`,
+    alert: (kind) => `${prefix}.alert.${kind}`,
+    all: {
+      normal: `${prefix}.evt.>`,
+      crisis: `${prefix}.crisis.>`,
+      views: `${prefix}.view.>`,
+      userViews: (userId) => `${prefix}.view.${userId}.*`,
+      audit: `${prefix}.audit.>`,
+      deadLetters: `${prefix}.dlq.>`,
+      alerts: `${prefix}.alert.>`,
+    },
+    parseEvent(subject) {
+      const tokens = subject.split('.');
+      if (tokens.length !== 4 || tokens[0] !== prefix) return undefined;
+      const lane = tokens[1] === 'evt' ? 'normal' : tokens[1] === 'crisis' ? 'crisis' : undefined;
+      return lane && { lane, userId: tokens[2]!, type: tokens[3]! };
+    },
+  };
+}
