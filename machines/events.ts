@@ -95,7 +95,7 @@ export const DeviceRegistered = z.object({
 /** A device left the user's account. */
 export const DeviceRemoved = z.object({ type: z.literal('device_removed'), ...base, deviceId: SubjectToken });
 
-const entries = z.array(z.string().min(1).max(500)).max(20);
+const entries = z.array(z.string().min(1).max(300)).max(10);
 
 /** The six sections of a Stanley-Brown safety plan. */
 export const SafetyPlan = z.strictObject({
