@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { CRISIS_LEVELS } from '../machines/crisis.ts';
 import type { UserView } from '../machines/deviceView.ts';
+import type { SafetyContent as DomainSafetyContent } from '../machines/safety.ts';
 import {
   CrisisLaneEvent,
   EmergencyContact,
@@ -117,8 +118,6 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 /** An alert. */
 export type Alert = z.infer<typeof Alert>;
-/** Safety content. */
-export type SafetyContent = z.infer<typeof SafetyContent>;
 
 /** Every wire message by the name of its JSON Schema file. */
 export const WIRE_SCHEMAS = {
@@ -133,4 +132,6 @@ export const WIRE_SCHEMAS = {
 // Compile-time proof that the wire entitlements and the domain's derived view are the same shape.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const viewMatchesDomain: Same<z.infer<typeof ViewEntitlements>, UserView> = true;
+const safetyMatchesDomain: Same<z.infer<typeof SafetyContent>, DomainSafetyContent> = true;
 void viewMatchesDomain;
+void safetyMatchesDomain;

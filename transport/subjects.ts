@@ -35,6 +35,8 @@ export interface Subjects {
   deadLetter(reason: string): string;
   /** `fm.alert.<kind>`: budget overruns (the seed's escalation). */
   alert(kind: string): string;
+  /** `fm.ctl.<name>`: requests to runtime nodes (core NATS, not stored), e.g. `metrics`. */
+  control(name: string): string;
   /** Wildcards for stream and consumer filters. */
   readonly all: {
     normal: string;
@@ -60,6 +62,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     audit: (userId) => `${prefix}.audit.${userId}`,
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
     alert: (kind) => `${prefix}.alert.${kind}`,
+    control: (name) => `${prefix}.ctl.${name}`,
     all: {
       normal: `${prefix}.evt.>`,
       crisis: `${prefix}.crisis.>`,

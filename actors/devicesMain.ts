@@ -1,0 +1,54 @@
+/**
+ * A device process hosting one or more device actors: `node actors/devicesMain.ts user:device …`.
+ * Prints one JSON line per applied view (what the device now shows: version, tier, crisis, features),
+ * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.
+ */
+import { connectNats, drainNats } from '../transport/connection.ts';
+import { createTopology } from '../transport/topology.ts';
+import { DeviceActor } from './deviceActor.ts';
+
+const pairs = process.argv.slice(2).map((arg) => {
+  const [userId, deviceId] = arg.split(':');
+  if (!userId || !deviceId) throw new Error(`expected user:device, got "${arg}"`);
+  return { userId, deviceId };
+});
+const nc = await connectNats({ name: `devices/${process.pid}` });
+const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
+const actors = await Promise.all(
+  pairs.map(({ userId, deviceId }) =>
+    DeviceActor.start({
+      nc,
+      topology,
+      userId,
+      deviceId,
+      onApply: (v) =>
+        console.log(
+          JSON.stringify({
+            applied: true,
+            userId: v.userId,
+            deviceId: v.deviceId,
+            version: v.version,
+            tier: v.tier,
+            status: v.status,
+            crisis: v.crisis.active,
+            crisisLevel: v.crisis.level,
+            features: v.features.enabled,
+            priority: v.sync.priority,
+            safetyPlan: v.safety.plan !== null,
+            contacts: v.safety.contacts.length,
+            issuedAt: v.issuedAt,
+            appliedAt: Date.now(),
+          }),
+        ),
+      onReject: (err) => console.log(JSON.stringify({ rejected: true, error: err.message })),
+    }),
+  ),
+);
+console.log(JSON.stringify({ ready: true, devices: actors.length }));
+const stop = async () => {
+  await Promise.all(actors.map((a) => a.stop()));
+  await drainNats(nc);
+  process.exit(0);
+};
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());

@@ -1,0 +1,79 @@
+/**
+ * Crisis first, for the whole node: crisis deliveries go to their user at once; normal deliveries
+ * wait in a FIFO backlog and are handed out only while no crisis delivery is in flight and fewer
+ * than `normalConcurrency` normal ones are being worked on. So a saturated normal lane cannot fill
+ * the event loop ahead of a crisis, and a crisis event overtakes normal events queued before it.
+ */
+import type { UserEvent } from '../machines/events.ts';
+import type { Lane } from '../transport/subjects.ts';
+
+/** A decoded, valid event from a lane, waiting to be applied by its user. */
+export interface Delivery {
+  lane: Lane;
+  /** Stream sequence: a user skips a redelivery at or below the highest it applied. */
+  seq: number;
+  event: UserEvent;
+  /** When the node received it (ms since epoch). */
+  receivedAt: number;
+  /** Acknowledges the message: called only once its effects are durable. */
+  ack(): void;
+  /** Returns the message for redelivery (e.g. the user's state was fenced). */
+  nak(): void;
+}
+
+/** Hands deliveries to users, crisis first. */
+export class LaneScheduler {
+  private readonly dispatch: (d: Delivery) => void;
+  private readonly normalLimit: number;
+  private readonly backlog: Delivery[] = [];
+  private backlogHead = 0;
+  private readonly working = new Set<Delivery>();
+  private crisisWorking = 0;
+
+  constructor(normalLimit: number, dispatch: (d: Delivery) => void) {
+    this.normalLimit = normalLimit;
+    this.dispatch = dispatch;
+  }
+
+  /** Takes a delivery from a consumer. */
+  submit(d: Delivery): void {
+    if (d.lane === 'crisis') {
+      this.crisisWorking++;
+      this.working.add(d);
+      this.dispatch(d);
+    } else {
+      this.backlog.push(d);
+      this.pump();
+    }
+  }
+
+  /** The delivery needs no more work now (committed, or parked in a coalescing window). Idempotent. */
+  release(d: Delivery): void {
+    if (!this.working.delete(d)) return;
+    if (d.lane === 'crisis') this.crisisWorking--;
+    this.pump();
+  }
+
+  /** Normal deliveries waiting for a slot. */
+  get backlogSize(): number {
+    return this.backlog.length - this.backlogHead;
+  }
+
+  /** Deliveries being worked on. */
+  get inFlight(): number {
+    return this.working.size;
+  }
+
+  private pump(): void {
+    while (this.crisisWorking === 0 && this.working.size < this.normalLimit && this.backlogHead < this.backlog.length) {
+      const d = this.backlog[this.backlogHead++]!;
+      this.working.add(d);
+      this.dispatch(d);
+    }
+    // Compact now and then instead of shift(), which is O(n) per call on a long backlog.
+    if (this.backlogHead > 1024 && this.backlogHead * 2 > this.backlog.length) {
+      this.backlog.splice(0, this.backlogHead);
+      this.backlogHead = 0;
+    }
+  }
+}

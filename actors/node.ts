@@ -1,0 +1,218 @@
+/**
+ * A runtime node: connects to NATS (a connection for the normal lane and output, its own for the
+ * crisis lane), provisions the topology, owns its partitions, consumes both lanes, decodes and
+ * validates every message (bad ones become dead letters, the lane goes on), hands deliveries to
+ * user actors crisis first, passivates idle users, raises durable deadlines, and drains on stop.
+ */
+import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { UserEvent } from '../machines/events.ts';
+import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
+import { CodecError, decode } from '../transport/codec.ts';
+import { connectNats, drainNats } from '../transport/connection.ts';
+import { deadLetter } from '../transport/deadLetters.ts';
+import type { DeadLetterReason } from '../transport/schemas.ts';
+import type { Lane } from '../transport/subjects.ts';
+import { createTopology, provision, rewindToAckFloor, type Topology } from '../transport/topology.ts';
+import type { RuntimeConfig } from './config.ts';
+import { DeadlineScheduler } from './deadlineScheduler.ts';
+import { LaneScheduler, type Delivery } from './laneScheduler.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { RuntimeMetrics } from './metrics.ts';
+import { claimPartitions, partitionOf, resolveOwned } from './partitions.ts';
+import { Publisher } from './publisher.ts';
+import { retry } from './retry.ts';
+import { UserActor, type ActorHost } from './userActor.ts';
+import { UserStore } from './userStore.ts';
+
+/** Messages a lane consumer buffers ahead of the node. */
+const PULL_BATCH: Readonly<Record<Lane, number>> = { normal: 512, crisis: 64 };
+/** Longest a graceful stop waits for users to finish their commits. */
+const STOP_GRACE_MS = 5_000;
+
+/** A running runtime node. */
+export class RuntimeNode implements ActorHost {
+  readonly config: RuntimeConfig;
+  readonly machine: UserMachine;
+  readonly topology: Topology;
+  readonly metrics = new RuntimeMetrics();
+  readonly log: Logger;
+  store!: UserStore;
+  publisher!: Publisher;
+  crisisPublisher!: Publisher;
+  deadlines!: DeadlineScheduler;
+  stopping = false;
+
+  private nc!: NatsConnection;
+  private crisisNc!: NatsConnection;
+  private readonly residents = new Map<string, UserActor>();
+  private readonly scheduler: LaneScheduler;
+  private readonly owned: Set<number>;
+  private readonly consumers: ConsumerMessages[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private control: Subscription | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  private constructor(config: RuntimeConfig, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.machine = createUserMachine(config.policy);
+    this.topology = createTopology(config.topology);
+    this.owned = resolveOwned(config.ownedPartitions, config.partitions);
+    this.scheduler = new LaneScheduler(config.normalConcurrency, (d) => this.dispatch(d));
+  }
+
+  /** Connects, provisions and starts consuming. */
+  static async start(config: RuntimeConfig, log: Logger = createLogger({ node: config.nodeId })): Promise<RuntimeNode> {
+    const node = new RuntimeNode(config, log);
+    await node.open();
+    return node;
+  }
+
+  private async open(): Promise<void> {
+    const { config, topology } = this;
+    this.nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/normal` });
+    this.crisisNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/crisis` });
+    const { jsm, users, deadlines, partitions } = await provision(this.nc, topology);
+    await rewindToAckFloor(jsm, topology, 'normal');
+    await rewindToAckFloor(jsm, topology, 'crisis');
+    await claimPartitions(partitions, config.nodeId, this.owned, Date.now());
+    this.store = new UserStore(users);
+    this.publisher = new Publisher(jetstream(this.nc), jsm, topology);
+    this.crisisPublisher = new Publisher(jetstream(this.crisisNc), jsm, topology);
+    this.deadlines = new DeadlineScheduler(deadlines, this.publisher, (u) => this.owns(u), this.log);
+    await this.deadlines.start();
+    this.control = this.nc.subscribe(topology.subjects.control('metrics'), {
+      callback: (_err, msg) => {
+        msg.respond(JSON.stringify({ nodeId: config.nodeId, ...this.metrics.snapshot() }));
+      },
+    });
+    this.sweeper = setInterval(() => this.sweep(), config.sweepMs);
+    await this.consume('crisis', this.crisisNc);
+    await this.consume('normal', this.nc);
+    this.log.info({ partitions: this.owned.size, nats: config.natsUrl }, 'runtime node ready');
+  }
+
+  private async consume(lane: Lane, nc: NatsConnection): Promise<void> {
+    const consumer = await jetstream(nc).consumers.get(this.topology.streams[lane], this.topology.consumers[lane]);
+    const messages = await consumer.consume({ max_messages: PULL_BATCH[lane] });
+    this.consumers.push(messages);
+    this.loops.push(
+      (async () => {
+        for await (const m of messages) this.receive(lane, m);
+      })(),
+    );
+  }
+
+  /** Validates a message and hands it on, or dead-letters it without holding up the lane. */
+  private receive(lane: Lane, m: JsMsg): void {
+    const subject = this.topology.subjects.parseEvent(m.subject);
+    if (!subject) return this.reject(m, 'invalid', 'subject is not an event subject');
+    let event: UserEvent;
+    try {
+      event = decode(UserEvent, m.data, { userId: subject.userId });
+    } catch (err) {
+      if (err instanceof CodecError) return this.reject(m, err.code, err.message);
+      throw err;
+    }
+    if (event.type !== subject.type) return this.reject(m, 'invalid', `type: ${event.type} does not match the subject`);
+    if (!this.owns(event.userId)) {
+      m.nak(1_000);
+      return;
+    }
+    this.scheduler.submit({
+      lane,
+      seq: m.seq,
+      event,
+      receivedAt: Date.now(),
+      ack: () => m.ack(),
+      nak: () => m.nak(),
+    });
+  }
+
+  private reject(m: JsMsg, reason: DeadLetterReason, detail: string): void {
+    this.metrics.deadLetters++;
+    this.log.warn({ subject: m.subject, seq: m.seq, reason, detail }, 'dead letter');
+    const letter = deadLetter(this.topology.subjects, { reason, detail, subject: m.subject, raw: m.data, receivedAt: Date.now() });
+    retry(() => this.publisher.deadLetter(letter), this)
+      .then(() => m.ack())
+      .catch(() => m.nak());
+  }
+
+  private owns(userId: string): boolean {
+    return this.owned.has(partitionOf(userId, this.config.partitions));
+  }
+
+  private dispatch(d: Delivery): void {
+    const { userId } = d.event;
+    let actor = this.residents.get(userId);
+    if (actor) {
+      // Map order is recency order: move the user to the end.
+      this.residents.delete(userId);
+    } else {
+      actor = new UserActor(userId, this);
+      this.enforceResidentCap();
+    }
+    this.residents.set(userId, actor);
+    this.metrics.residents = this.residents.size;
+    actor.enqueue(d);
+  }
+
+  /** @inheritdoc */
+  release(d: Delivery): void {
+    this.scheduler.release(d);
+  }
+
+  /** @inheritdoc */
+  evict(actor: UserActor): void {
+    if (this.residents.get(actor.userId) === actor) this.residents.delete(actor.userId);
+    this.metrics.residents = this.residents.size;
+  }
+
+  /** Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap. */
+  private sweep(): void {
+    const cutoff = Date.now() - this.config.idleMs;
+    for (const [userId, actor] of this.residents) {
+      if (actor.idle && actor.lastActive <= cutoff) this.passivate(userId);
+    }
+    this.enforceResidentCap();
+  }
+
+  private enforceResidentCap(): void {
+    const limit = this.config.maxResident;
+    if (this.residents.size < limit) return;
+    for (const [userId, actor] of this.residents) {
+      if (this.residents.size < limit) break;
+      if (actor.idle) this.passivate(userId);
+    }
+  }
+
+  private passivate(userId: string): void {
+    this.residents.delete(userId);
+    this.metrics.passivations++;
+    this.metrics.residents = this.residents.size;
+  }
+
+  /** Users resident now. */
+  get residentCount(): number {
+    return this.residents.size;
+  }
+
+  /** Stops consuming, lets users finish what they are committing, and drains the connections. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.log.info('runtime node stopping');
+    for (const m of this.consumers) m.stop();
+    await Promise.allSettled(this.loops);
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while ([...this.residents.values()].some((a) => !a.idle) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    this.stopping = true;
+    clearInterval(this.sweeper);
+    this.control?.unsubscribe();
+    await this.deadlines.stop();
+    await Promise.all([drainNats(this.nc), drainNats(this.crisisNc)]);
+    this.log.info(this.metrics.snapshot(), 'runtime node stopped');
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Everything the runtime publishes to JetStream, awaited until stored: device views, audit records,
+ * alerts, dead letters and deadline events. Views replace the device's last value; audit records and
+ * deadline events carry a `Nats-Msg-Id`, so a retried commit stores them once.
+ */
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { UserEvent, type EventOf } from '../machines/events.ts';
+import { encode } from '../transport/codec.ts';
+import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
+import type { Topology } from '../transport/topology.ts';
+import { encodeDeviceView } from '../transport/viewWire.ts';
+
+/** Publishes the runtime's output. */
+export class Publisher {
+  private readonly js: JetStreamClient;
+  private readonly jsm: JetStreamManager;
+  private readonly topology: Topology;
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology) {
+    this.js = js;
+    this.jsm = jsm;
+    this.topology = topology;
+  }
+
+  /** Publishes one view per device (same version for all) and waits until all are stored. */
+  async views(views: DeviceView[], compress: boolean): Promise<void> {
+    await Promise.all(
+      views.map((view) => {
+        const { data, headers } = encodeDeviceView(view, compress);
+        return this.js.publish(this.topology.subjects.view(view.userId, view.deviceId), data, headers ? { headers } : {});
+      }),
+    );
+  }
+
+  /** Removes the last view of devices that left the account: their safety content must not linger. */
+  async purgeViews(userId: string, deviceIds: string[]): Promise<void> {
+    await Promise.all(
+      deviceIds.map((d) => this.jsm.streams.purge(this.topology.streams.views, { filter: this.topology.subjects.view(userId, d) })),
+    );
+  }
+
+  /** Appends audit records; each is stored once however often it is published. */
+  async audit(records: AuditRecord[]): Promise<void> {
+    await Promise.all(
+      records.map((r) =>
+        this.js.publish(this.topology.subjects.audit(r.userId), encode(AuditRecord, r), { msgID: `audit:${r.eventId}` }),
+      ),
+    );
+  }
+
+  /** Raises an alert (a seed budget was exceeded). */
+  async alert(alert: Alert): Promise<void> {
+    await this.js.publish(this.topology.subjects.alert(alert.kind), encode(Alert, alert));
+  }
+
+  /** Stores a dead letter. */
+  async deadLetter(letter: DeadLetter): Promise<void> {
+    await this.js.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter));
+  }
+
+  /** Publishes a passed deadline onto the normal lane, once per deadline (its id is the dedup key). */
+  async deadlineEvent(event: EventOf<'trial_ended' | 'grace_ended'>): Promise<void> {
+    await this.js.publish(this.topology.subjects.event(event.userId, event.type), encode(UserEvent, event), {
+      msgID: event.id,
+    });
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * A user actor: one user's statechart in memory, its two-lane mailbox (crisis first), and the
+ * commit that makes its work durable. Events are applied one at a time; a commit publishes the new
+ * view to every device (version +1, only when it changed), appends audit records, writes the record
+ * fenced by its KV revision, updates the deadline index and only then acknowledges the messages.
+ * A crash anywhere before the acknowledgement means redelivery, and redelivery is idempotent.
+ */
+import { deadlinesEqual, pendingDeadline } from '../machines/deadlines.ts';
+import { coalesceDelay, compressView, isUrgent, reducesAccess } from '../machines/delivery.ts';
+import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';
+import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
+import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
+import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
+import type { AuditRecord, DeviceView } from '../transport/schemas.ts';
+import type { Lane } from '../transport/subjects.ts';
+import type { RuntimeConfig } from './config.ts';
+import type { DeadlineScheduler } from './deadlineScheduler.ts';
+import type { Delivery } from './laneScheduler.ts';
+import type { Logger } from './logger.ts';
+import { RuntimeMetrics } from './metrics.ts';
+import type { Publisher } from './publisher.ts';
+import { retry } from './retry.ts';
+import { FencedError, type UserStore } from './userStore.ts';
+
+/** What a user actor needs from its node. */
+export interface ActorHost {
+  readonly machine: UserMachine;
+  readonly config: RuntimeConfig;
+  readonly store: UserStore;
+  readonly publisher: Publisher;
+  /** Publishes on the crisis lane's own connection, so crisis views never queue behind normal output. */
+  readonly crisisPublisher: Publisher;
+  readonly deadlines: DeadlineScheduler;
+  readonly metrics: RuntimeMetrics;
+  readonly log: Logger;
+  /** The delivery needs no more of the node's attention. */
+  release(d: Delivery): void;
+  /** The actor stopped (fenced, or could not load): the node forgets it. */
+  evict(actor: UserActor): void;
+  /** Whether the node is shutting down (stop retrying). */
+  readonly stopping: boolean;
+}
+
+/** What the devices were last told. `null` before the user's first commit. */
+interface Committed {
+  snapshot: UserSnapshot;
+  safety: SafetyContent;
+  devices: readonly string[];
+}
+
+const NO_SEQ: Record<Lane, number> = { normal: 0, crisis: 0 };
+
+/** One user, resident on this node. */
+export class UserActor {
+  readonly userId: string;
+  /** Last time a delivery arrived or work finished (ms since epoch): for passivation. */
+  lastActive = Date.now();
+
+  private readonly host: ActorHost;
+  private status: 'new' | 'ready' | 'stopped' = 'new';
+  private state!: UserState;
+  private safety: SafetyContent = EMPTY_SAFETY;
+  private viewVersion = 0;
+  private lastSeq: Record<Lane, number> = { ...NO_SEQ };
+  private revision = 0;
+  private committed: Committed | null = null;
+  private readonly crisisQueue: Delivery[] = [];
+  private readonly normalQueue: Delivery[] = [];
+  /** Delivered since the last commit, acknowledged by the next one. */
+  private batch: Delivery[] = [];
+  private audits: AuditRecord[] = [];
+  private running = false;
+  private parked: NodeJS.Timeout | undefined;
+  private commitDue = false;
+
+  constructor(userId: string, host: ActorHost) {
+    this.userId = userId;
+    this.host = host;
+  }
+
+  /** Queues a delivery and starts working if idle. */
+  enqueue(d: Delivery): void {
+    (d.lane === 'crisis' ? this.crisisQueue : this.normalQueue).push(d);
+    this.lastActive = Date.now();
+    this.kick();
+  }
+
+  /** Nothing queued, nothing uncommitted, nothing running: safe to passivate. */
+  get idle(): boolean {
+    return !this.running && this.batch.length === 0 && this.crisisQueue.length === 0 && this.normalQueue.length === 0;
+  }
+
+  private kick(): void {
+    if (!this.running && this.status !== 'stopped') void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      if (this.status === 'new') await this.activate();
+      for (;;) {
+        const d = this.crisisQueue.shift() ?? this.normalQueue.shift();
+        if (d) {
+          this.apply(d);
+          if (d.lane === 'crisis' || this.batch.length >= this.host.config.maxBatch) await this.commit();
+          continue;
+        }
+        if (this.batch.length === 0) break;
+        const delay = this.commitDue ? 0 : this.coalesceDelay();
+        if (delay === 0) {
+          await this.commit();
+          continue;
+        }
+        this.park(delay);
+        break;
+      }
+    } catch (err) {
+      this.stop(err as Error);
+    } finally {
+      this.running = false;
+      this.lastActive = Date.now();
+    }
+  }
+
+  private async activate(): Promise<void> {
+    const started = performance.now();
+    const { record, revision } = await retry(() => this.host.store.load(this.userId), this.host);
+    const { machine } = this.host;
+    if (record) {
+      this.state = fromPersisted(record.state, machine);
+      this.safety = record.safety;
+      this.viewVersion = record.viewVersion;
+      this.lastSeq = record.lastSeq;
+      this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
+    } else {
+      const first = this.crisisQueue[0] ?? this.normalQueue[0];
+      this.state = createUserState(this.userId, first?.event.at ?? Date.now(), machine);
+    }
+    this.revision = revision;
+    this.status = 'ready';
+    // Re-arm the user's deadline; one that passed while the user was passive fires now.
+    await retry(() => this.host.deadlines.set(this.userId, pendingDeadline(this.state.snapshot)), this.host);
+    this.host.metrics.activations++;
+    RuntimeMetrics.record(this.host.metrics.activationLatency, performance.now() - started);
+  }
+
+  private apply(d: Delivery): void {
+    const { metrics } = this.host;
+    this.batch.push(d);
+    if (d.seq <= this.lastSeq[d.lane]) {
+      metrics.duplicates++;
+      return;
+    }
+    this.lastSeq[d.lane] = d.seq;
+    const before = this.state.snapshot;
+    const { state, outcome } = applyEvent(this.state, d.event, this.host.machine);
+    if (outcome !== 'applied') {
+      metrics[outcome === 'duplicate' ? 'duplicates' : 'stale']++;
+      return;
+    }
+    metrics.events++;
+    this.state = state;
+    this.safety = applySafetyEvent(this.safety, d.event);
+    const after = state.snapshot;
+    const levelBefore = before.context.crisis?.level ?? null;
+    const levelAfter = after.context.crisis?.level ?? null;
+    if (!inCrisis(before) && inCrisis(after)) metrics.crises++;
+    if (JSON.stringify(before.value) !== JSON.stringify(after.value) || levelBefore !== levelAfter) {
+      this.audits.push({
+        userId: this.userId,
+        eventId: d.event.id,
+        eventType: d.event.type,
+        at: d.event.at,
+        recordedAt: Date.now(),
+        from: regions(before),
+        to: regions(after),
+        crisisLevel: levelAfter,
+        viewVersion: null,
+      });
+    }
+  }
+
+  private coalesceDelay(): number {
+    if (!this.committed) return 0;
+    const prev = deriveView(this.committed.snapshot);
+    return coalesceDelay(prev, deriveView(this.state.snapshot), this.host.config.delivery);
+  }
+
+  /** Holds the batch for a coalescing window; a crisis or a full batch ends the wait early. */
+  private park(delay: number): void {
+    for (const d of this.batch) this.host.release(d);
+    if (this.parked) return;
+    this.parked = setTimeout(() => {
+      this.parked = undefined;
+      this.commitDue = true;
+      this.kick();
+    }, delay);
+  }
+
+  private async commit(): Promise<void> {
+    clearTimeout(this.parked);
+    this.parked = undefined;
+    this.commitDue = false;
+    const { config, store, deadlines, metrics } = this.host;
+    const batch = this.batch;
+    const audits = this.audits;
+    this.batch = [];
+    this.audits = [];
+
+    const snapshot = this.state.snapshot;
+    const next = deriveView(snapshot);
+    const prev = this.committed ? deriveView(this.committed.snapshot) : null;
+    const devices = snapshot.context.devices;
+    const changed = !prev || this.safety !== this.committed!.safety || JSON.stringify(prev) !== JSON.stringify(next);
+    const known = this.committed?.devices ?? [];
+    const removed = known.filter((d) => !devices.includes(d));
+    if (changed) this.viewVersion++;
+    const targets = changed ? devices : devices.filter((d) => !known.includes(d));
+    const views = targets.map((deviceId) => this.deviceView(deviceId, next));
+    for (const a of audits) a.viewVersion = changed ? this.viewVersion : null;
+    const crisis = next.crisis.active || batch.some((d) => d.lane === 'crisis');
+    const publisher = crisis ? this.host.crisisPublisher : this.host.publisher;
+
+    await retry(
+      () =>
+        Promise.all([
+          publisher.views(views, compressView(next, config.delivery)),
+          publisher.purgeViews(this.userId, removed),
+          publisher.audit(audits),
+        ]),
+      this.host,
+    );
+    metrics.viewsPublished += views.length;
+    this.observeLatency(batch, prev, next);
+
+    const record = {
+      state: toPersisted(this.state),
+      safety: this.safety,
+      viewVersion: this.viewVersion,
+      lastSeq: { ...this.lastSeq },
+    };
+    this.revision = await retry(() => store.save(this.userId, record, this.revision), this.host);
+    const deadline = pendingDeadline(snapshot);
+    if (!this.committed || !deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
+      await retry(() => deadlines.set(this.userId, deadline), this.host);
+    }
+    this.committed = { snapshot, safety: this.safety, devices: [...devices] };
+    for (const d of batch) {
+      d.ack();
+      this.host.release(d);
+    }
+    metrics.commits++;
+  }
+
+  private deviceView(deviceId: string, view: UserView): DeviceView {
+    return {
+      userId: this.userId,
+      deviceId,
+      version: this.viewVersion,
+      issuedAt: Date.now(),
+      ...view,
+      crisisLines: this.host.config.crisisLines,
+      safety: this.safety,
+    };
+  }
+
+  /** Times crisis and therapeutic-access changes against the seed's budgets; alerts on overruns. */
+  private observeLatency(batch: Delivery[], prev: UserView | null, next: UserView): void {
+    const { metrics, config } = this.host;
+    const now = Date.now();
+    for (const d of batch) RuntimeMetrics.record(metrics.eventLatency, now - d.event.at);
+    const crisis = batch.filter((d) => d.lane === 'crisis');
+    for (const d of crisis) {
+      RuntimeMetrics.record(metrics.crisisLatency, now - d.event.at);
+      this.checkBudget('crisis_latency', d, now - d.event.at, config.crisisBudgetMs);
+    }
+    const last = batch.at(-1);
+    if (last && prev && isUrgent(prev, next) && reducesAccess(prev, next)) {
+      RuntimeMetrics.record(metrics.therapeuticLatency, now - last.event.at);
+      this.checkBudget('therapeutic_latency', last, now - last.event.at, config.therapeuticBudgetMs);
+    }
+  }
+
+  private checkBudget(kind: 'crisis_latency' | 'therapeutic_latency', d: Delivery, latencyMs: number, budgetMs: number): void {
+    if (latencyMs <= budgetMs) return;
+    const { metrics, log, publisher } = this.host;
+    metrics.alerts++;
+    log.warn({ userId: this.userId, eventId: d.event.id, kind, latencyMs, budgetMs }, 'seed budget exceeded');
+    publisher
+      .alert({ kind, userId: this.userId, eventId: d.event.id, latencyMs, budgetMs, at: Date.now() })
+      .catch((err: Error) => log.error({ err: err.message, kind }, 'alert publish failed'));
+  }
+
+  /** Stops after a fence or a fatal error: everything not yet durable goes back for redelivery. */
+  private stop(err: Error): void {
+    this.status = 'stopped';
+    clearTimeout(this.parked);
+    const { metrics, log } = this.host;
+    if (err instanceof FencedError) metrics.fenced++;
+    log[err instanceof FencedError ? 'warn' : 'error']({ userId: this.userId, err: err.message }, 'user actor stopped');
+    for (const d of [...this.batch, ...this.crisisQueue, ...this.normalQueue]) {
+      d.nak();
+      this.host.release(d);
+    }
+    this.batch = [];
+    this.crisisQueue.length = 0;
+    this.normalQueue.length = 0;
+    this.host.evict(this);
+  }
+}
+
+function regions(snapshot: UserSnapshot): AuditRecord['from'] {
+  return { subscription: subscriptionStateOf(snapshot), crisis: inCrisis(snapshot) ? 'active' : 'stable' };
+}

@@ -1,0 +1,69 @@
+/**
+ * Where user records live: one KV entry per user, written only with the revision the writer read.
+ * A node that lost a partition (or a second process serving the same user) gets {@link FencedError}
+ * instead of overwriting the newer owner's state.
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { SafetyContent } from '../machines/safety.ts';
+import type { PersistedUserState } from '../machines/userState.ts';
+import type { Lane } from '../transport/subjects.ts';
+
+/** What is stored per user. */
+export interface UserRecord {
+  state: PersistedUserState;
+  /** Safety plan and contacts: beside the statechart, never in its snapshot or audit. */
+  safety: SafetyContent;
+  /** Version of the last view published to the user's devices. */
+  viewVersion: number;
+  /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
+  lastSeq: Record<Lane, number>;
+}
+
+/** A record and the KV revision it was read at (0: the user has no record yet). */
+export interface StoredRecord {
+  record: UserRecord | null;
+  revision: number;
+}
+
+/** Another owner wrote this user's record since we read it. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+  constructor(userId: string) {
+    super(`user ${userId}: record changed by another owner`);
+  }
+}
+
+/** Reads and writes user records. */
+export class UserStore {
+  private readonly kv: KV;
+  constructor(kv: KV) {
+    this.kv = kv;
+  }
+
+  /** Loads a user's record. */
+  async load(userId: string): Promise<StoredRecord> {
+    const entry = await this.kv.get(userId);
+    if (!entry || entry.operation !== 'PUT') return { record: null, revision: entry?.revision ?? 0 };
+    return { record: decode(entry.value) as UserRecord, revision: entry.revision };
+  }
+
+  /** Writes a record if it is still at `revision`; returns the new revision. */
+  async save(userId: string, record: UserRecord, revision: number): Promise<number> {
+    const bytes = encode(record);
+    try {
+      return revision === 0 ? await this.kv.create(userId, bytes) : await this.kv.update(userId, bytes, revision);
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new FencedError(userId);
+      throw err;
+    }
+  }
+}
+
+function isWrongLastSequence(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
