@@ -1,0 +1,103 @@
+/**
+ * The test's own NATS client: publishes events as a producer would, reads the streams the runtime
+ * writes (dead letters, audit records, views) and asks a node for its metrics.
+ */
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { decode as unpack } from '@msgpack/msgpack';
+import type { UserEvent } from '../../machines/events.ts';
+import type { MetricsSnapshot } from '../../actors/metrics.ts';
+import type { UserRecord } from '../../actors/userStore.ts';
+import { decode } from '../../transport/codec.ts';
+import { connectNats, drainNats } from '../../transport/connection.ts';
+import { publishEvent } from '../../transport/eventPublisher.ts';
+import { AuditRecord, DeadLetter, type DeviceView } from '../../transport/schemas.ts';
+import { decodeDeviceView } from '../../transport/viewWire.ts';
+import { createTopology, type Topology } from '../../transport/topology.ts';
+
+/** A connected test client. */
+export class TestClient {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly topology: Topology;
+
+  private constructor(nc: NatsConnection, jsm: JetStreamManager, topology: Topology) {
+    this.nc = nc;
+    this.js = jetstream(nc);
+    this.jsm = jsm;
+    this.topology = topology;
+  }
+
+  static async connect(url: string, topology: Topology = createTopology()): Promise<TestClient> {
+    const nc = await connectNats({ servers: url, name: 'test-client' });
+    return new TestClient(nc, await jetstreamManager(nc), topology);
+  }
+
+  /** Publishes events in order, each acknowledged by JetStream before the next. */
+  async publish(...events: UserEvent[]): Promise<void> {
+    for (const e of events) await publishEvent(this.js, this.topology.subjects, e);
+  }
+
+  /** Publishes raw bytes to a subject through JetStream (for bad input). */
+  async publishRaw(subject: string, data: Uint8Array): Promise<void> {
+    await this.js.publish(subject, data);
+  }
+
+  /** The node's counters. */
+  async metrics(): Promise<MetricsSnapshot> {
+    const reply = await this.nc.request(this.topology.subjects.control('metrics'), '', { timeout: 5_000 });
+    return JSON.parse(new TextDecoder().decode(reply.data)) as MetricsSnapshot;
+  }
+
+  /** Every message of a stream, decoded by `read`. */
+  async readStream<T>(stream: string, read: (data: Uint8Array) => T): Promise<T[]> {
+    const info = await this.jsm.streams.info(stream);
+    const out: T[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+      const m = await this.jsm.streams.getMessage(stream, { seq }).catch(() => null);
+      if (m) out.push(read(m.data));
+    }
+    return out;
+  }
+
+  /** Every dead letter so far. */
+  deadLetters(): Promise<DeadLetter[]> {
+    return this.readStream(this.topology.streams.deadLetters, (d) => decode(DeadLetter, d));
+  }
+
+  /** Every audit record so far (all users). */
+  audit(): Promise<AuditRecord[]> {
+    return this.readStream(this.topology.streams.audit, (d) => decode(AuditRecord, d));
+  }
+
+  /** The view last published for a device, as stored in the views stream. */
+  async lastView(userId: string, deviceId: string): Promise<DeviceView | null> {
+    const subject = this.topology.subjects.view(userId, deviceId);
+    const m = await this.jsm.streams.getMessage(this.topology.streams.views, { last_by_subj: subject }).catch(() => null);
+    return m ? decodeDeviceView(m.data, m.header) : null;
+  }
+
+  /** The stored user record, decoded (what the runtime persisted). */
+  async userRecord(userId: string): Promise<UserRecord | null> {
+    const entry = await (await this.users()).get(userId);
+    return entry && entry.operation === 'PUT' ? (unpack(entry.value) as UserRecord) : null;
+  }
+
+  /** Writes a user's stored record again, unchanged: a new revision, as another owner would make. */
+  async rewriteUserRecord(userId: string): Promise<void> {
+    const kv = await this.users();
+    const entry = await kv.get(userId);
+    if (!entry) throw new Error(`no record for ${userId}`);
+    await kv.put(userId, entry.value);
+  }
+
+  private users() {
+    return new Kvm(this.nc).open(this.topology.buckets.users);
+  }
+
+  async close(): Promise<void> {
+    await drainNats(this.nc);
+  }
+}

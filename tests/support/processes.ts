@@ -1,0 +1,155 @@
+/**
+ * Real processes for integration tests: a runtime node (`actors/main.ts`) and device processes
+ * (`actors/devicesMain.ts`), each its own Node.js process talking to the test's nats-server.
+ * Device processes print one JSON line per applied view; this harness keeps them per device.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { DeviceView } from '../../transport/schemas.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const START_TIMEOUT_MS = 20_000;
+
+/** Polls `check` until it returns a truthy value or the timeout passes. */
+export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A child process whose stdout is read line by line. */
+class Child {
+  readonly lines: string[] = [];
+  readonly child: ChildProcess;
+  private readonly exited: Promise<void>;
+  private stderr = '';
+
+  constructor(script: string, args: string[], env: Record<string, string>, onLine: (line: string) => void) {
+    this.child = spawn(process.execPath, [script, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffer = '';
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        this.lines.push(line);
+        onLine(line);
+      }
+    });
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString()).slice(-8_192);
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async waitForLine(predicate: (line: string) => boolean, what: string, timeoutMs = START_TIMEOUT_MS): Promise<void> {
+    await waitFor(
+      () => {
+        if (!this.running) throw new Error(`process exited while waiting for ${what}:\n${this.stderr}\n${this.lines.slice(-20).join('\n')}`);
+        return this.lines.some(predicate);
+      },
+      what,
+      timeoutMs,
+    );
+  }
+
+  /** SIGTERM and wait for the exit. */
+  async stop(): Promise<void> {
+    if (this.running) this.child.kill('SIGTERM');
+    await this.exited;
+  }
+
+  /** SIGKILL (a crash) and wait for the exit. */
+  async crash(): Promise<void> {
+    if (this.running) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** A runtime node process. */
+export class RuntimeProcess extends Child {
+  /** Starts `actors/main.ts` against `natsUrl` and waits until it is consuming. */
+  static async start(natsUrl: string, env: Record<string, string> = {}): Promise<RuntimeProcess> {
+    const p = new RuntimeProcess('actors/main.ts', [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
+    await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
+    return p;
+  }
+
+  /** Log records (pino JSON lines) the node wrote. */
+  get logs(): Array<Record<string, unknown>> {
+    return this.lines.flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  }
+}
+
+/** What a device process reports for each view it applied. */
+export interface AppliedView {
+  userId: string;
+  deviceId: string;
+  version: number;
+  tier: DeviceView['tier'];
+  status: DeviceView['status'];
+  crisis: boolean;
+  crisisLevel: string | null;
+  features: string[];
+  priority: string;
+  safetyPlan: boolean;
+  contacts: number;
+  issuedAt: number;
+  appliedAt: number;
+}
+
+/** A device process hosting device actors. */
+export class DeviceProcess extends Child {
+  /** Every view applied, in order, per `user:device`. */
+  readonly applied = new Map<string, AppliedView[]>();
+
+  /** Starts device actors for `user:device` pairs and waits until they are consuming. */
+  static async start(natsUrl: string, devices: string[], env: Record<string, string> = {}): Promise<DeviceProcess> {
+    const p: DeviceProcess = new DeviceProcess('actors/devicesMain.ts', devices, { NATS_URL: natsUrl, ...env }, (line) => {
+      const record = JSON.parse(line) as { applied?: boolean } & AppliedView;
+      if (!record.applied) return;
+      const key = `${record.userId}:${record.deviceId}`;
+      const list = p.applied.get(key) ?? [];
+      list.push(record);
+      p.applied.set(key, list);
+    });
+    await p.waitForLine((l) => l.includes('"ready":true'), 'devices ready');
+    return p;
+  }
+
+  /** The last view a device applied. */
+  latest(device: string): AppliedView | undefined {
+    return this.applied.get(device)?.at(-1);
+  }
+
+  /** Waits until a device's last applied view satisfies `predicate`. */
+  async waitForView(device: string, predicate: (v: AppliedView) => boolean, what: string, timeoutMs?: number): Promise<AppliedView> {
+    return waitFor(
+      () => {
+        const v = this.latest(device);
+        return v && predicate(v) ? v : undefined;
+      },
+      `${device}: ${what}`,
+      timeoutMs,
+    );
+  }
+}
