@@ -3,6 +3,7 @@
  * Prints one JSON line per applied view (what the device now shows: version, tier, crisis, features),
  * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.
  */
+import { createHash } from 'node:crypto';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { createTopology } from '../transport/topology.ts';
 import { DeviceActor } from './deviceActor.ts';
@@ -35,6 +36,8 @@ const actors = await Promise.all(
             features: v.features.enabled,
             priority: v.sync.priority,
             safetyPlan: v.safety.plan !== null,
+            // A digest, not the text: this output is a log of what the device applied.
+            safetyDigest: createHash('sha256').update(JSON.stringify(v.safety)).digest('hex').slice(0, 16),
             contacts: v.safety.contacts.length,
             issuedAt: v.issuedAt,
             appliedAt: Date.now(),

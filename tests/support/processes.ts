@@ -113,6 +113,8 @@ export interface AppliedView {
   priority: string;
   safetyPlan: boolean;
   contacts: number;
+  /** sha256 (16 hex) of the view's safety content. */
+  safetyDigest: string;
   issuedAt: number;
   appliedAt: number;
 }
