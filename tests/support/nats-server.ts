@@ -6,21 +6,12 @@
  * set both by flag and by config as a duplicate), and a rewritten copy of the config would
  * break any relative include in it.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { connect as tcpConnect, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { afterAll, beforeAll } from "vitest";
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const CONFIG = join(ROOT, "nats.conf");
-const READY_TIMEOUT_MS = 20_000;
-const STOP_TIMEOUT_MS = 10_000;
-/** Log kept for error messages; the startup banner fits comfortably. */
-const LOG_LIMIT = 16_384;
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { startNatsProcess, type NatsProcess } from '../../scripts/natsProcess.ts';
 
 /** Options for {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -46,104 +37,34 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-let binary: Promise<string> | undefined;
-
-/** Path of nats-server >= 2.10; the script may download it, so it runs once per process. */
-function natsServerBinary(): Promise<string> {
-  binary ??= promisify(execFile)("bash", [join(ROOT, "scripts/nats-server.sh")], { cwd: ROOT }).then(
-    ({ stdout }) => stdout.trim(),
-  );
-  return binary;
-}
-
 /** A port that was free a moment ago; the OS picks it. */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port assigned")),
-      );
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port assigned'))));
     });
   });
-}
-
-/** True once the client port accepts connections. */
-function acceptsTcp(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
-/** JetStream is enabled; together with an open client port (opened after stream recovery), ready. */
-async function jetStreamHealthy(httpPort: number): Promise<boolean> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
-    return response.ok;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts nats-server from nats.conf on free ports with a temp store and waits until it is ready. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
-  const [bin, port, httpPort, storeDir] = await Promise.all([
-    natsServerBinary(),
+  const [port, httpPort, storeDir] = await Promise.all([
     options.port ?? freePort(),
     freePort(),
-    mkdtemp(join(tmpdir(), "fullmind-nats-")),
+    mkdtemp(join(tmpdir(), 'fullmind-nats-')),
   ]);
-  const args = ["-c", CONFIG, "-p", String(port), "-m", String(httpPort), ...(options.args ?? [])];
-  let child: ChildProcess;
-  let exited: Promise<void>;
-  let stopped = false;
-
-  const running = () => child.exitCode === null && child.signalCode === null;
-
-  async function launch(): Promise<void> {
-    let log = "";
-    child = spawn(bin, args, { cwd: storeDir, stdio: ["ignore", "pipe", "pipe"] });
-    const onOutput = (chunk: Buffer) => {
-      log = (log + chunk.toString()).slice(-LOG_LIMIT);
-    };
-    child.stdout?.on("data", onOutput);
-    child.stderr?.on("data", onOutput);
-    exited = new Promise((resolve) => child.once("exit", () => resolve()));
-    await new Promise((resolve, reject) => child.once("spawn", resolve).once("error", reject));
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!((await acceptsTcp(port)) && (await jetStreamHealthy(httpPort)))) {
-      if (!running()) throw new Error(`nats-server exited during startup:\n${log}`);
-      if (Date.now() > deadline) {
-        await terminate();
-        throw new Error(`nats-server not ready after ${READY_TIMEOUT_MS} ms:\n${log}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  async function terminate(): Promise<void> {
-    if (!running()) return;
-    child.kill("SIGTERM");
-    // A hung (e.g. SIGSTOPped) server ignores SIGTERM until it resumes; SIGKILL does not wait.
-    const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-    await exited;
-    clearTimeout(timer);
-  }
-
+  const launch = () => startNatsProcess({ cwd: storeDir, port, httpPort, args: options.args ?? [] });
+  let server: NatsProcess;
   try {
-    await launch();
+    server = await launch();
   } catch (error) {
     await rm(storeDir, { recursive: true, force: true });
     throw error;
   }
-
+  let stopped = false;
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
@@ -151,15 +72,15 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     async stop() {
       if (stopped) return;
       stopped = true;
-      await terminate();
+      await server.terminate();
       await rm(storeDir, { recursive: true, force: true });
     },
     kill(signal) {
-      child.kill(signal);
+      server.child.kill(signal);
     },
     async restart() {
-      await terminate();
-      await launch();
+      await server.terminate();
+      server = await launch();
     },
   };
 }
@@ -175,7 +96,7 @@ export function useNatsServer(options?: NatsServerOptions): () => NatsServer {
   });
   afterAll(() => server?.stop());
   return () => {
-    if (!server) throw new Error("useNatsServer: the server starts in beforeAll");
+    if (!server) throw new Error('useNatsServer: the server starts in beforeAll');
     return server;
   };
 }

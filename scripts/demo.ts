@@ -1,0 +1,82 @@
+/**
+ * `npm run demo`: a narrated scenario. A premium user with three devices is downgraded, misses a
+ * payment (grace period), presses the crisis button, and recovers; after each step it prints what
+ * every device applied. Runs against `npm start` when a server answers at NATS_URL (default
+ * nats://127.0.0.1:4222), otherwise starts the same embedded system itself and stops it after.
+ */
+import { jetstream } from '@nats-io/jetstream';
+import { DeviceActor } from '../actors/deviceActor.ts';
+import type { EventOf, UserEvent, UserEventType } from '../machines/events.ts';
+import { connectNats, DEFAULT_NATS_URL, drainNats } from '../transport/connection.ts';
+import { publishEvent } from '../transport/eventPublisher.ts';
+import type { DeviceView } from '../transport/schemas.ts';
+import { createTopology } from '../transport/topology.ts';
+import { acceptsTcp } from './natsProcess.ts';
+import { startSystem, type System } from './start.ts';
+
+const STEP_TIMEOUT_MS = 10_000;
+const url = new URL(process.env.NATS_URL ?? DEFAULT_NATS_URL);
+let embedded: System | undefined;
+if (!(await acceptsTcp(Number(url.port || 4222)))) {
+  console.log('No NATS at %s: starting nats-server and a runtime node for the demo.\n', url.host);
+  process.env.LOG_LEVEL ??= 'warn';
+  embedded = await startSystem();
+}
+
+const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
+const nc = await connectNats({ name: 'demo' });
+const js = jetstream(nc);
+const user = `demo-${Date.now().toString(36)}`;
+const devices = ['phone', 'tablet', 'web'];
+const held = new Map<string, DeviceView>();
+const actors = await Promise.all(
+  devices.map((deviceId) =>
+    DeviceActor.start({ nc, topology, userId: user, deviceId, onApply: (v) => void held.set(deviceId, v) }),
+  ),
+);
+
+let n = 0;
+function event<T extends UserEventType>(type: T, fields: Omit<EventOf<T>, 'type' | 'id' | 'userId' | 'at'>): UserEvent {
+  return { type, id: `${user}-${++n}`, userId: user, at: Date.now(), ...fields } as UserEvent;
+}
+
+async function step(title: string, events: UserEvent[], done: (v: DeviceView) => boolean): Promise<void> {
+  console.log(`▶ ${title}`);
+  for (const e of events) {
+    await publishEvent(js, topology.subjects, e);
+    console.log(`    published ${e.type}`);
+  }
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  while (!devices.every((d) => held.has(d) && done(held.get(d)!))) {
+    if (Date.now() > deadline) throw new Error(`devices did not converge after "${title}"`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  for (const d of devices) {
+    const v = held.get(d)!;
+    const crisis = v.crisis.active ? `CRISIS (${v.crisis.level})` : 'no crisis';
+    const grace = v.gracePeriod ? ` grace until ${new Date(v.gracePeriod.endsAt).toISOString()}` : '';
+    console.log(`    ${d.padEnd(6)} v${v.version}  ${v.tier}/${v.status}${grace}  ${crisis}  sync ${v.sync.frequency}/${v.sync.priority}`);
+    console.log(`           features: ${v.features.enabled.join(', ')}`);
+  }
+  console.log();
+}
+
+try {
+  const sub = 'sub_demo';
+  await step('A premium user registers three devices', [
+    ...devices.map((deviceId) => event('device_registered', { deviceId, platform: 'ios' as const })),
+    event('subscription_activated', { subscriptionId: sub, tier: 'premium' }),
+  ], (v) => v.tier === 'premium');
+  await step('Downgrade to basic', [event('plan_changed', { subscriptionId: sub, tier: 'basic' })], (v) => v.tier === 'basic');
+  await step('A payment fails: grace period', [event('payment_failed', { subscriptionId: sub, attemptCount: 1, nextAttemptAt: null })], (v) => v.tier === 'grace_period');
+  await step('The user presses the crisis button', [event('crisis_button', { deviceId: 'phone' })], (v) => v.crisis.active);
+  await step('Payment recovers, a clinician resolves the crisis', [
+    event('payment_recovered', { subscriptionId: sub }),
+    event('crisis_resolved', { by: 'clinician' }),
+  ], (v) => v.tier === 'basic' && !v.crisis.active);
+  console.log('Every device converged at every step.');
+} finally {
+  await Promise.all(actors.map((a) => a.stop()));
+  await drainNats(nc);
+  await embedded?.stop();
+}

@@ -1,0 +1,106 @@
+/**
+ * Runs nats-server from the project's nats.conf as a child process: finds the binary
+ * (scripts/nats-server.sh, which may fetch it), starts it, and waits until clients can connect
+ * and JetStream is healthy. Used by `npm start`, the demo, the bench and the test harness.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The project's server configuration. */
+export const NATS_CONF = join(ROOT, 'nats.conf');
+const READY_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 10_000;
+/** Log kept for error messages; the startup banner fits comfortably. */
+const LOG_LIMIT = 16_384;
+
+let binary: Promise<string> | undefined;
+
+/** Path of nats-server >= 2.10; the script may download it, so it runs once per process. */
+export function natsServerBinary(): Promise<string> {
+  binary ??= promisify(execFile)('bash', [join(ROOT, 'scripts/nats-server.sh')], { cwd: ROOT }).then(({ stdout }) =>
+    stdout.trim(),
+  );
+  return binary;
+}
+
+/** Options of {@link startNatsProcess}. */
+export interface NatsProcessOptions {
+  /** Working directory: nats.conf's relative store_dir resolves in it. */
+  cwd: string;
+  /** Client and monitoring ports; nats.conf's when omitted. */
+  port?: number;
+  httpPort?: number;
+  /** Extra flags, e.g. `['-DV']`. */
+  args?: readonly string[];
+}
+
+/** A running nats-server child. */
+export interface NatsProcess {
+  readonly child: ChildProcess;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<void>;
+  /** SIGTERM, then SIGKILL after 10 s (a stopped process ignores SIGTERM); resolves on exit. */
+  terminate(): Promise<void>;
+}
+
+const DEFAULT_PORT = 4222;
+const DEFAULT_HTTP_PORT = 8222;
+
+/** Starts nats-server from nats.conf and waits until it is ready; throws with its log if it is not. */
+export async function startNatsProcess(options: NatsProcessOptions): Promise<NatsProcess> {
+  const port = options.port ?? DEFAULT_PORT;
+  const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT;
+  const args = ['-c', NATS_CONF, '-p', String(port), '-m', String(httpPort), ...(options.args ?? [])];
+  const child = spawn(await natsServerBinary(), args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const keep = (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-LOG_LIMIT);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const terminate = async () => {
+    if (!running()) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  };
+  await new Promise((resolve, reject) => child.once('spawn', resolve).once('error', reject));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!((await acceptsTcp(port)) && (await healthy(httpPort)))) {
+    if (!running()) throw new Error(`nats-server exited during startup:\n${log}`);
+    if (Date.now() > deadline) {
+      await terminate();
+      throw new Error(`nats-server not ready after ${READY_TIMEOUT_MS} ms:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, exited, terminate };
+}
+
+/** True once the port accepts connections. */
+export function acceptsTcp(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** The monitoring endpoint reports the server (and JetStream) healthy. */
+async function healthy(httpPort: number): Promise<boolean> {
+  try {
+    return (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok;
+  } catch {
+    return false;
+  }
+}
