@@ -8,7 +8,7 @@ import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { UserEvent } from '../machines/events.ts';
 import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
-import { CodecError, decode } from '../transport/codec.ts';
+import { CodecError, decode, encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { deadLetter } from '../transport/deadLetters.ts';
 import type { DeadLetterReason } from '../transport/schemas.ts';
@@ -137,6 +137,20 @@ export class RuntimeNode implements ActorHost {
     retry(() => this.publisher.deadLetter(letter), this)
       .then(() => m.ack())
       .catch(() => m.nak());
+  }
+
+  /** @inheritdoc */
+  deadLetterEvent(event: UserEvent, detail: string): Promise<void> {
+    const subject = this.topology.subjects.event(event.userId, event.type);
+    this.log.warn({ subject, eventId: event.id, reason: 'rejected', detail }, 'dead letter');
+    const letter = deadLetter(this.topology.subjects, {
+      reason: 'rejected',
+      detail,
+      subject,
+      raw: encode(UserEvent, event),
+      receivedAt: Date.now(),
+    });
+    return retry(() => this.publisher.deadLetter(letter), this);
   }
 
   private owns(userId: string): boolean {

@@ -8,6 +8,7 @@
 import { deadlinesEqual, pendingDeadline } from '../machines/deadlines.ts';
 import { coalesceDelay, compressView, isUrgent, reducesAccess } from '../machines/delivery.ts';
 import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';
+import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
 import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
 import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
@@ -33,6 +34,8 @@ export interface ActorHost {
   readonly deadlines: DeadlineScheduler;
   readonly metrics: RuntimeMetrics;
   readonly log: Logger;
+  /** Stores a dead letter for a valid event the statechart rejected; resolves once stored. */
+  deadLetterEvent(event: UserEvent, detail: string): Promise<void>;
   /** The delivery needs no more of the node's attention. */
   release(d: Delivery): void;
   /** The actor stopped (fenced, or could not load): the node forgets it. */
@@ -69,6 +72,8 @@ export class UserActor {
   /** Delivered since the last commit, acknowledged by the next one. */
   private batch: Delivery[] = [];
   private audits: AuditRecord[] = [];
+  /** Dead letters of this batch, stored before its messages are acknowledged. */
+  private rejections: Promise<void>[] = [];
   private running = false;
   private parked: NodeJS.Timeout | undefined;
   private commitDue = false;
@@ -153,7 +158,16 @@ export class UserActor {
     }
     this.lastSeq[d.lane] = d.seq;
     const before = this.state.snapshot;
-    const { state, outcome } = applyEvent(this.state, d.event, this.host.machine);
+    let result: ReturnType<typeof applyEvent>;
+    try {
+      result = applyEvent(this.state, d.event, this.host.machine);
+    } catch (err) {
+      // A valid event the statechart cannot take: kept as a dead letter, never a stuck user.
+      metrics.deadLetters++;
+      this.rejections.push(this.host.deadLetterEvent(d.event, (err as Error).message));
+      return;
+    }
+    const { state, outcome } = result;
     if (outcome !== 'applied') {
       metrics[outcome === 'duplicate' ? 'duplicates' : 'stale']++;
       return;
@@ -204,8 +218,10 @@ export class UserActor {
     const { config, store, deadlines, metrics } = this.host;
     const batch = this.batch;
     const audits = this.audits;
+    const rejections = this.rejections;
     this.batch = [];
     this.audits = [];
+    this.rejections = [];
 
     const snapshot = this.state.snapshot;
     const next = deriveView(snapshot);
@@ -245,6 +261,7 @@ export class UserActor {
       await retry(() => deadlines.set(this.userId, deadline), this.host);
     }
     this.committed = { snapshot, safety: this.safety, devices: [...devices] };
+    await Promise.all(rejections);
     for (const d of batch) {
       d.ack();
       this.host.release(d);
