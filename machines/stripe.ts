@@ -97,6 +97,8 @@ export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingO
       return event({ type: 'payment_failed', ...base, attemptCount: 0, nextAttemptAt: null });
     case 'canceled':
     case 'incomplete_expired':
+    // A trial that ended without a payment method pauses: nothing is being paid.
+    case 'paused':
       return event({ type: 'subscription_canceled', ...base });
     default:
       return { kind: 'ignored', reason: `subscription status ${status ?? '(none)'}` };

@@ -22,6 +22,8 @@ export interface ActiveCrisis {
   source: CrisisSource;
   /** When the crisis started (event time). */
   since: number;
+  /** Time of the latest crisis signal: a resolution made before it (delivered late) does not count. */
+  lastSignalAt: number;
 }
 
 /** What the statechart remembers about a user. Holds no PII: ids, tiers and times only. */
@@ -51,12 +53,12 @@ export interface UserInput {
 const crisisOf = (event: UserEvent): ActiveCrisis | null => {
   switch (event.type) {
     case 'crisis_button':
-      return { level: BUTTON_CRISIS_LEVEL, source: 'button', since: event.at };
+      return { level: BUTTON_CRISIS_LEVEL, source: 'button', since: event.at, lastSignalAt: event.at };
     case 'crisis_detected':
-      return { level: event.level, source: event.source, since: event.at };
+      return { level: event.level, source: event.source, since: event.at, lastSignalAt: event.at };
     case 'assessment_completed': {
       const level = assessmentCrisisLevel(scoreAssessment(event.instrument, event.answers));
-      return level && { level, source: 'assessment', since: event.at };
+      return level && { level, source: 'assessment', since: event.at, lastSignalAt: event.at };
     }
     default:
       return null;
@@ -89,16 +91,22 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
     guards: {
       choosesPremium: ({ event }) => tierOf(event) === 'premium',
       choosesBasic: ({ event }) => tierOf(event) === 'basic',
-      paidPremium: ({ context }) => context.paidTier === 'premium',
-      paidBasic: ({ context }) => context.paidTier === 'basic',
+      // A paid invoice restores the tier only after a failed payment, not after a cancellation.
+      recoversPremium: ({ context }) => context.graceReason === 'payment_failed' && context.paidTier === 'premium',
+      recoversBasic: ({ context }) => context.graceReason === 'payment_failed' && context.paidTier === 'basic',
       trialDeadlinePassed: ({ context, event }) => context.trialEndsAt !== null && event.at >= context.trialEndsAt,
       graceDeadlinePassed: ({ context, event }) => context.graceEndsAt !== null && event.at >= context.graceEndsAt,
       signalsCrisis: ({ event }) => crisisOf(event) !== null,
-      resolvedByClinician: ({ event }) => event.type === 'crisis_resolved' && event.by === 'clinician',
+      resolvedByClinician: ({ context, event }) =>
+        event.type === 'crisis_resolved' &&
+        event.by === 'clinician' &&
+        context.crisis !== null &&
+        event.at >= context.crisis.lastSignalAt,
       checkInAfterHold: ({ context, event }) =>
         event.type === 'crisis_resolved' &&
         event.by === 'safety_check_in' &&
         context.crisis !== null &&
+        event.at >= context.crisis.lastSignalAt &&
         event.at >= context.crisis.since + policy.crisisHoldMs,
     },
     actions: {
@@ -126,7 +134,13 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
       raiseCrisis: assign(({ context, event }) => {
         const signal = crisisOf(event)!;
         const current = context.crisis!;
-        return { crisis: { ...current, level: maxLevel(current.level, signal.level) } };
+        return {
+          crisis: {
+            ...current,
+            level: maxLevel(current.level, signal.level),
+            lastSignalAt: Math.max(current.lastSignalAt, signal.lastSignalAt),
+          },
+        };
       }),
       endCrisis: assign(({ event }) => ({ crisis: null, lastCrisisAt: event.at })),
       addDevice: assign(({ context, event }) => {
@@ -192,8 +206,8 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
           grace_period: {
             on: {
               payment_recovered: [
-                { target: 'premium', guard: 'paidPremium', actions: 'restorePaidTier' },
-                { target: 'basic', guard: 'paidBasic', actions: 'restorePaidTier' },
+                { target: 'premium', guard: 'recoversPremium', actions: 'restorePaidTier' },
+                { target: 'basic', guard: 'recoversBasic', actions: 'restorePaidTier' },
               ],
               subscription_activated: [
                 { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },

@@ -1,0 +1,354 @@
+/**
+ * Stripe webhook events → domain events (DESIGN §4), with payloads shaped like Stripe API
+ * 2025-03-31 and later (prices and periods on subscription items, invoices naming their
+ * subscription under `parent.subscription_details`), then Stripe's out-of-order and duplicate
+ * deliveries through `applyEvent`.
+ */
+import { describe, expect, it } from 'vitest';
+import { mapStripeEvent, type StripeEvent, type StripeMapping, type StripeMappingOptions } from '../../machines/stripe.ts';
+import { applyEvent, createUserState } from '../../machines/userState.ts';
+import { viewOf } from './support.ts';
+
+const PRICE_BASIC = 'price_1QbAsicMonthlyEUR';
+const PRICE_PREMIUM = 'price_1QpReMiumMonthlyEUR';
+const options: StripeMappingOptions = { priceTiers: { [PRICE_BASIC]: 'basic', [PRICE_PREMIUM]: 'premium' } };
+
+const SUB_ID = 'sub_1R2bC3dE4fG5hI6j';
+const CUSTOMER = 'cus_RxYz0123456789';
+const USER_ID = 'usr_42';
+/** 2025-06-01T00:00:00Z in seconds, Stripe's unit. */
+const CREATED = 1_748_736_000;
+
+/** A subscription object as Stripe sends it since 2025-03-31. */
+function subscription(status: string, prices: string[], metadata: Record<string, string> = { user_id: USER_ID }) {
+  return {
+    id: SUB_ID,
+    object: 'subscription',
+    customer: CUSTOMER,
+    status,
+    metadata,
+    cancel_at_period_end: false,
+    canceled_at: status === 'canceled' ? CREATED : null,
+    collection_method: 'charge_automatically',
+    currency: 'eur',
+    latest_invoice: 'in_1R2bC3dE4fG5hI6jKl',
+    livemode: false,
+    start_date: CREATED - 86_400,
+    items: {
+      object: 'list',
+      has_more: false,
+      url: `/v1/subscription_items?subscription=${SUB_ID}`,
+      data: prices.map((price, i) => ({
+        id: `si_R2bC3dE4fG5h${i}`,
+        object: 'subscription_item',
+        subscription: SUB_ID,
+        quantity: 1,
+        current_period_start: CREATED - 86_400,
+        current_period_end: CREATED + 29 * 86_400,
+        price: {
+          id: price,
+          object: 'price',
+          active: true,
+          currency: 'eur',
+          product: `prod_${i}`,
+          recurring: { interval: 'month', interval_count: 1, usage_type: 'licensed' },
+          type: 'recurring',
+          unit_amount: 999,
+        },
+      })),
+    },
+  };
+}
+
+/** An invoice as Stripe sends it since 2025-03-31: its subscription under `parent`. */
+function invoice(fields: Record<string, unknown> = {}, subscriptionMetadata: Record<string, string> = { user_id: USER_ID }) {
+  return {
+    id: 'in_1R2bC3dE4fG5hI6jKl',
+    object: 'invoice',
+    customer: CUSTOMER,
+    status: 'open',
+    billing_reason: 'subscription_cycle',
+    amount_due: 999,
+    amount_paid: 0,
+    attempt_count: 1,
+    attempted: true,
+    currency: 'eur',
+    metadata: {},
+    next_payment_attempt: null,
+    parent: {
+      type: 'subscription_details',
+      quote_details: null,
+      subscription_details: { metadata: subscriptionMetadata, subscription: SUB_ID },
+    },
+    lines: { object: 'list', data: [], has_more: false },
+    ...fields,
+  };
+}
+
+let eventSeq = 0;
+function stripeEvent(type: string, object: Record<string, unknown>, created = CREATED): StripeEvent & Record<string, unknown> {
+  eventSeq += 1;
+  return {
+    id: `evt_1R2bC3dE4fG5hI${String(eventSeq).padStart(4, '0')}`,
+    object: 'event',
+    api_version: '2025-03-31.basil',
+    type,
+    created,
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    data: { object },
+  };
+}
+
+function mappedEvent(mapping: StripeMapping) {
+  expect(mapping.kind, JSON.stringify(mapping)).toBe('event');
+  if (mapping.kind !== 'event') throw new Error('unreachable');
+  return mapping.event;
+}
+
+describe('customer.subscription.created', () => {
+  it('active with the basic price → subscription_activated basic', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC]));
+    expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+      type: 'subscription_activated',
+      id: e.id,
+      userId: USER_ID,
+      at: CREATED * 1000,
+      subscriptionId: SUB_ID,
+      tier: 'basic',
+    });
+  });
+
+  it('trialing with the premium price → subscription_activated premium', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('trialing', [PRICE_PREMIUM]));
+    expect(mappedEvent(mapStripeEvent(e, options))).toMatchObject({ type: 'subscription_activated', tier: 'premium' });
+  });
+
+  it('several items: the highest tier any of their prices buys', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', ['price_addon', PRICE_PREMIUM, PRICE_BASIC]));
+    expect(mappedEvent(mapStripeEvent(e, options))).toMatchObject({ tier: 'premium' });
+  });
+
+  it('a price id given as a bare string is read too', () => {
+    const sub = subscription('active', []);
+    sub.items.data = [{ id: 'si_x', price: PRICE_BASIC } as never];
+    expect(mappedEvent(mapStripeEvent(stripeEvent('customer.subscription.created', sub), options))).toMatchObject({
+      tier: 'basic',
+    });
+  });
+
+  it('incomplete (first payment not yet made) is ignored', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('incomplete', [PRICE_BASIC]));
+    expect(mapStripeEvent(e, options).kind).toBe('ignored');
+  });
+});
+
+describe('customer.subscription.updated', () => {
+  it('active with another price → plan_changed to that tier', () => {
+    const e = stripeEvent('customer.subscription.updated', subscription('active', [PRICE_PREMIUM]));
+    expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+      type: 'plan_changed',
+      id: e.id,
+      userId: USER_ID,
+      at: CREATED * 1000,
+      subscriptionId: SUB_ID,
+      tier: 'premium',
+    });
+  });
+
+  for (const status of ['past_due', 'unpaid']) {
+    it(`${status} → payment_failed`, () => {
+      const e = stripeEvent('customer.subscription.updated', subscription(status, [PRICE_BASIC]));
+      expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+        type: 'payment_failed',
+        id: e.id,
+        userId: USER_ID,
+        at: CREATED * 1000,
+        subscriptionId: SUB_ID,
+        attemptCount: 0,
+        nextAttemptAt: null,
+      });
+    });
+  }
+
+  // paused: a trial that ended without a payment method; nothing is being paid.
+  for (const status of ['canceled', 'incomplete_expired', 'paused']) {
+    it(`${status} → subscription_canceled`, () => {
+      const e = stripeEvent('customer.subscription.updated', subscription(status, [PRICE_BASIC]));
+      expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+        type: 'subscription_canceled',
+        id: e.id,
+        userId: USER_ID,
+        at: CREATED * 1000,
+        subscriptionId: SUB_ID,
+      });
+    });
+  }
+});
+
+describe('customer.subscription.deleted', () => {
+  it('→ subscription_canceled', () => {
+    const e = stripeEvent('customer.subscription.deleted', subscription('canceled', [PRICE_PREMIUM]));
+    expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+      type: 'subscription_canceled',
+      id: e.id,
+      userId: USER_ID,
+      at: CREATED * 1000,
+      subscriptionId: SUB_ID,
+    });
+  });
+});
+
+describe('invoices', () => {
+  it('invoice.payment_failed → payment_failed with the attempt count and the next attempt in ms', () => {
+    const next = CREATED + 3 * 86_400;
+    const e = stripeEvent('invoice.payment_failed', invoice({ attempt_count: 2, next_payment_attempt: next }));
+    expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+      type: 'payment_failed',
+      id: e.id,
+      userId: USER_ID,
+      at: CREATED * 1000,
+      subscriptionId: SUB_ID,
+      attemptCount: 2,
+      nextAttemptAt: next * 1000,
+    });
+  });
+
+  it('invoice.payment_failed on the last attempt: no next attempt', () => {
+    const e = stripeEvent('invoice.payment_failed', invoice({ attempt_count: 4, next_payment_attempt: null }));
+    expect(mappedEvent(mapStripeEvent(e, options))).toMatchObject({ attemptCount: 4, nextAttemptAt: null });
+  });
+
+  it('invoice.payment_succeeded → payment_recovered', () => {
+    const e = stripeEvent('invoice.payment_succeeded', invoice({ status: 'paid', amount_paid: 999 }));
+    expect(mappedEvent(mapStripeEvent(e, options))).toEqual({
+      type: 'payment_recovered',
+      id: e.id,
+      userId: USER_ID,
+      at: CREATED * 1000,
+      subscriptionId: SUB_ID,
+    });
+  });
+
+  it('an invoice without a subscription (a one-off invoice) is ignored', () => {
+    const e = stripeEvent('invoice.payment_failed', invoice({ parent: null }));
+    expect(mapStripeEvent(e, options).kind).toBe('ignored');
+  });
+});
+
+describe('the user', () => {
+  it('comes from the subscription metadata', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { user_id: 'from_sub' }));
+    expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_sub');
+  });
+
+  it('comes from parent.subscription_details.metadata on an invoice', () => {
+    const e = stripeEvent('invoice.payment_failed', invoice({}, { user_id: 'from_parent' }));
+    expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_parent');
+  });
+
+  it('comes from the invoice metadata when the parent names none', () => {
+    const e = stripeEvent('invoice.payment_succeeded', invoice({ metadata: { user_id: 'from_invoice' } }, {}));
+    expect(mappedEvent(mapStripeEvent(e, options)).userId).toBe('from_invoice');
+  });
+
+  it("comes from options.customerUserId (the ingress's customer lookup) when no metadata names one", () => {
+    const e = stripeEvent('customer.subscription.updated', subscription('active', [PRICE_BASIC], {}));
+    expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_lookup');
+    const inv = stripeEvent('invoice.payment_failed', invoice({}, {}));
+    expect(mappedEvent(mapStripeEvent(inv, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_lookup');
+  });
+
+  it('unknown → rejected unknown_user', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], {}));
+    expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_user' });
+    const inv = stripeEvent('invoice.payment_succeeded', invoice({}, {}));
+    expect(mapStripeEvent(inv, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_user' });
+  });
+
+  it('a user_id with a dot (not a subject token) → rejected malformed', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { user_id: 'usr.42' }));
+    expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
+    const inv = stripeEvent('invoice.payment_failed', invoice({}, { user_id: 'usr.*' }));
+    expect(mapStripeEvent(inv, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
+  });
+});
+
+describe('what is not mapped', () => {
+  it('an unknown price → rejected unknown_price', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', ['price_unknown']));
+    expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_price' });
+  });
+
+  it('a price id that is an Object.prototype key is still an unknown price', () => {
+    const e = stripeEvent('customer.subscription.updated', subscription('active', ['toString', 'constructor']));
+    expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_price' });
+  });
+
+  it('a subscription without items → rejected unknown_price', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', []));
+    expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_price' });
+  });
+
+  it('an unhandled type → ignored', () => {
+    const e = stripeEvent('customer.created', { id: CUSTOMER, object: 'customer', metadata: { user_id: USER_ID } });
+    expect(mapStripeEvent(e, options).kind).toBe('ignored');
+    const paid = stripeEvent('invoice.paid', invoice());
+    expect(mapStripeEvent(paid, options).kind).toBe('ignored');
+  });
+
+  it('an event without data.object, or with a non-integer created → rejected malformed', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC]));
+    expect(mapStripeEvent({ ...e, data: {} as never }, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
+    expect(mapStripeEvent({ ...e, created: 1.5 }, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
+  });
+});
+
+describe('out of order and duplicate deliveries (through applyEvent)', () => {
+  const map = (type: string, status: string, prices: string[], created: number) =>
+    mappedEvent(mapStripeEvent(stripeEvent(type, subscription(status, prices), created), options));
+
+  it('an updated(active) created before an applied deleted is stale: the user stays in grace', () => {
+    const createdEvt = map('customer.subscription.created', 'active', [PRICE_BASIC], 50);
+    const deleted = map('customer.subscription.deleted', 'canceled', [PRICE_BASIC], 200);
+    const olderUpdate = map('customer.subscription.updated', 'active', [PRICE_PREMIUM], 100);
+
+    let state = createUserState(USER_ID, 0);
+    for (const event of [createdEvt, deleted]) {
+      const result = applyEvent(state, event);
+      expect(result.outcome).toBe('applied');
+      state = result.state;
+    }
+    expect(viewOf(state)).toMatchObject({ tier: 'grace_period', status: 'canceled' });
+
+    const late = applyEvent(state, olderUpdate);
+    expect(late.outcome).toBe('stale');
+    expect(late.state).toBe(state);
+    expect(viewOf(late.state)).toMatchObject({ tier: 'grace_period', status: 'canceled' });
+  });
+
+  it('a newer update after the stale one still applies', () => {
+    let state = createUserState(USER_ID, 0);
+    for (const event of [
+      map('customer.subscription.created', 'active', [PRICE_BASIC], 50),
+      map('customer.subscription.deleted', 'canceled', [PRICE_BASIC], 200),
+    ]) {
+      state = applyEvent(state, event).state;
+    }
+    const newer = applyEvent(state, map('customer.subscription.created', 'active', [PRICE_PREMIUM], 300));
+    expect(newer.outcome).toBe('applied');
+    expect(viewOf(newer.state).tier).toBe('premium');
+  });
+
+  it('the same Stripe event applied twice is a duplicate the second time, and changes nothing', () => {
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_PREMIUM]), 50);
+    const first = applyEvent(createUserState(USER_ID, 0), mappedEvent(mapStripeEvent(e, options)));
+    expect(first.outcome).toBe('applied');
+    expect(viewOf(first.state).tier).toBe('premium');
+    // Stripe redelivers the very same event: it maps to the same domain event id
+    const again = applyEvent(first.state, mappedEvent(mapStripeEvent(e, options)));
+    expect(again.outcome).toBe('duplicate');
+    expect(again.state).toBe(first.state);
+  });
+});
