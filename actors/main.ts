@@ -4,19 +4,7 @@
  */
 import { configFromEnv } from './config.ts';
 import { RuntimeNode } from './node.ts';
+import { stopOnSignals } from './shutdown.ts';
 
 const node = await RuntimeNode.start(configFromEnv());
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    node.stop().then(
-      () => process.exit(0),
-      (err: Error) => {
-        node.log.error({ err: err.message }, 'stop failed');
-        process.exit(1);
-      },
-    );
-  });
-}
+stopOnSignals(() => node.stop(), (err) => node.log.error({ err: err.message }, 'stop failed'));

@@ -82,7 +82,7 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
     graceReason: reason,
   });
 
-  return setup({
+  const machineSetup = setup({
     types: {
       context: {} as UserContext,
       events: {} as UserEvent,
@@ -152,7 +152,15 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
         return { devices: context.devices.filter((d) => d !== deviceId) };
       }),
     },
-  }).createMachine({
+  });
+
+  // Trial, grace period and lapsed all move to whichever tier a new or changed subscription pays for.
+  const toChosenTier = [
+    { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
+    { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
+  ] as const;
+
+  return machineSetup.createMachine({
     id: 'user',
     type: 'parallel',
     context: ({ input }) => ({
@@ -176,14 +184,8 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
         states: {
           trial: {
             on: {
-              subscription_activated: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
-              plan_changed: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
+              subscription_activated: toChosenTier,
+              plan_changed: toChosenTier,
               trial_ended: { target: 'lapsed', guard: 'trialDeadlinePassed', actions: 'lapse' },
             },
           },
@@ -209,28 +211,16 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
                 { target: 'premium', guard: 'recoversPremium', actions: 'restorePaidTier' },
                 { target: 'basic', guard: 'recoversBasic', actions: 'restorePaidTier' },
               ],
-              subscription_activated: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
-              plan_changed: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
+              subscription_activated: toChosenTier,
+              plan_changed: toChosenTier,
               subscription_canceled: { actions: 'markCanceled' },
               grace_ended: { target: 'lapsed', guard: 'graceDeadlinePassed', actions: 'lapse' },
             },
           },
           lapsed: {
             on: {
-              subscription_activated: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
-              plan_changed: [
-                { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-                { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              ],
+              subscription_activated: toChosenTier,
+              plan_changed: toChosenTier,
             },
           },
         },

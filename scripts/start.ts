@@ -6,6 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { configFromEnv } from '../actors/config.ts';
 import { RuntimeNode } from '../actors/node.ts';
+import { stopOnSignals } from '../actors/shutdown.ts';
 import { startNatsProcess, type NatsProcess } from './natsProcess.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -34,18 +35,5 @@ export async function startSystem(): Promise<System> {
 if (import.meta.main) {
   const system = await startSystem();
   system.node.log.info({ embeddedNats: system.nats !== undefined }, 'fullmind-sync running; Ctrl-C to stop');
-  let stopping = false;
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      system.stop().then(
-        () => process.exit(0),
-        (err: Error) => {
-          console.error(err);
-          process.exit(1);
-        },
-      );
-    });
-  }
+  stopOnSignals(() => system.stop());
 }
