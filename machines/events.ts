@@ -124,6 +124,13 @@ export const EmergencyContactsUpdated = z.object({
   contacts: z.array(EmergencyContact).max(10),
 });
 
+/** The app linked the user to their Stripe customer (at checkout): feeds the ingress's lookup. */
+export const CustomerLinked = z.object({
+  type: z.literal('customer_linked'),
+  ...base,
+  customerId: z.string().regex(/^cus_[A-Za-z0-9]{1,64}$/, 'a Stripe customer id (cus_…)'),
+});
+
 /** The user pressed the crisis button on a device. */
 export const CrisisButton = z.object({ type: z.literal('crisis_button'), ...base, deviceId: SubjectToken.optional() });
 
@@ -156,6 +163,7 @@ export const NormalLaneEvent = z.discriminatedUnion('type', [
   DeviceRemoved,
   SafetyPlanUpdated,
   EmergencyContactsUpdated,
+  CustomerLinked,
 ]);
 
 /** Events on the crisis lane (`fm.crisis.<userId>.<type>`). */

@@ -1,31 +1,55 @@
 /**
  * `npm start`: the main job on an embedded default. Starts nats-server from nats.conf (store under
- * the project's .data/, unless NATS_URL points at a server already running) and one runtime node;
- * Ctrl-C stops the node cleanly, then the server.
+ * the project's .data/, unless NATS_URL points at a server already running), one runtime node, and
+ * the HTTP ingress beside it (Stripe webhooks, /healthz, /metrics on PORT, 8080 by default);
+ * Ctrl-C stops them cleanly in reverse order.
  */
 import { fileURLToPath } from 'node:url';
 import { configFromEnv } from '../actors/config.ts';
+import { createLogger } from '../actors/logger.ts';
 import { RuntimeNode } from '../actors/node.ts';
 import { stopOnSignals } from '../actors/shutdown.ts';
+import { connectNats, drainNats } from '../transport/connection.ts';
+import { parsePriceTiers, startIngress, type Ingress } from '../transport/ingress.ts';
+import { parseSecrets } from '../transport/stripeWebhook.ts';
 import { startNatsProcess, type NatsProcess } from './natsProcess.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DEFAULT_PORT = 8080;
 
-/** A started system: the node and, when embedded, the server it runs on. */
+/** A started system: the node, its ingress and, when embedded, the server they run on. */
 export interface System {
   node: RuntimeNode;
+  ingress: Ingress;
   nats: NatsProcess | undefined;
   stop(): Promise<void>;
 }
 
-/** Starts nats-server (unless `NATS_URL` is set) and one runtime node. */
-export async function startSystem(): Promise<System> {
-  const nats = process.env.NATS_URL ? undefined : await startNatsProcess({ cwd: ROOT });
-  const node = await RuntimeNode.start(configFromEnv());
+/** Starts nats-server (unless `NATS_URL` is set), one runtime node and the ingress. */
+export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise<System> {
+  const nats = env.NATS_URL ? undefined : await startNatsProcess({ cwd: ROOT });
+  const config = configFromEnv(env);
+  const node = await RuntimeNode.start(config);
+  const log = createLogger({ component: 'ingress' });
+  const secrets = parseSecrets(env.STRIPE_WEBHOOK_SECRET);
+  if (secrets.length === 0) log.warn('STRIPE_WEBHOOK_SECRET is not set: every webhook will be refused');
+  const nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/ingress` });
+  const ingress = await startIngress({
+    nc,
+    topology: node.topology,
+    port: env.PORT ? Number(env.PORT) : DEFAULT_PORT,
+    secrets,
+    priceTiers: parsePriceTiers(env.STRIPE_PRICE_TIERS),
+    log,
+    runtimeMetrics: () => node.metrics.snapshot(),
+  });
   return {
     node,
+    ingress,
     nats,
     async stop() {
+      await ingress.stop();
+      await drainNats(nc);
       await node.stop();
       await nats?.terminate();
     },
@@ -34,6 +58,6 @@ export async function startSystem(): Promise<System> {
 
 if (import.meta.main) {
   const system = await startSystem();
-  system.node.log.info({ embeddedNats: system.nats !== undefined }, 'fullmind-sync running; Ctrl-C to stop');
+  system.node.log.info({ embeddedNats: system.nats !== undefined, port: system.ingress.port }, 'fullmind-sync running; Ctrl-C to stop');
   stopOnSignals(() => system.stop());
 }

@@ -46,6 +46,8 @@ export interface Subjects {
     audit: string;
     deadLetters: string;
     alerts: string;
+    /** Every user's `customer_linked` events (the ingress's customer lookup follows them). */
+    customerLinks: string;
   };
   /** Splits an event subject, or returns `undefined` when it is not one. */
   parseEvent(subject: string): ParsedEventSubject | undefined;
@@ -71,6 +73,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
       audit: `${prefix}.audit.>`,
       deadLetters: `${prefix}.dlq.>`,
       alerts: `${prefix}.alert.>`,
+      customerLinks: `${prefix}.evt.*.customer_linked`,
     },
     parseEvent(subject) {
       const tokens = subject.split('.');

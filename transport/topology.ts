@@ -54,8 +54,9 @@ export interface Topology {
   options: TopologyOptions;
   subjects: Subjects;
   streams: { normal: string; crisis: string; views: string; audit: string; deadLetters: string; alerts: string };
-  consumers: Record<Lane, string>;
-  buckets: { users: string; deadlines: string; partitions: string };
+  /** Durable consumers: the two lanes (runtime) and the customer links (ingress). */
+  consumers: Record<Lane | 'customerLinks', string>;
+  buckets: { users: string; deadlines: string; partitions: string; customers: string };
 }
 
 /** Builds the topology for some options (the defaults when omitted). */
@@ -74,8 +75,13 @@ export function createTopology(overrides: Partial<TopologyOptions> = {}): Topolo
       deadLetters: `${p}_DLQ`,
       alerts: `${p}_ALERTS`,
     },
-    consumers: { normal: 'runtime_normal', crisis: 'runtime_crisis' },
-    buckets: { users: `${b}_users`, deadlines: `${b}_deadlines`, partitions: `${b}_partitions` },
+    consumers: { normal: 'runtime_normal', crisis: 'runtime_crisis', customerLinks: 'ingress_customer_links' },
+    buckets: {
+      users: `${b}_users`,
+      deadlines: `${b}_deadlines`,
+      partitions: `${b}_partitions`,
+      customers: `${b}_customers`,
+    },
   };
 }
 
@@ -145,9 +151,11 @@ export interface Provisioned {
   users: KV;
   deadlines: KV;
   partitions: KV;
+  /** Stripe customer id → user id, for webhooks whose metadata names no user. */
+  customers: KV;
 }
 
-/** Creates or updates every stream, lane consumer and KV bucket of the topology. Idempotent. */
+/** Creates or updates every stream, durable consumer and KV bucket of the topology. Idempotent. */
 export async function provision(nc: NatsConnection, t: Topology): Promise<Provisioned> {
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(t)) {
@@ -166,9 +174,17 @@ export async function provision(nc: NatsConnection, t: Topology): Promise<Provis
     if (existing) await jsm.consumers.update(stream, config.durable_name, { ...existing.config, ...mutable(config) });
     else await jsm.consumers.add(stream, config);
   }
+  const links = t.consumers.customerLinks;
+  if (!(await jsm.consumers.info(t.streams.normal, links).catch(() => null))) {
+    await jsm.consumers.add(t.streams.normal, {
+      durable_name: links,
+      filter_subject: t.subjects.all.customerLinks,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+    });
+  }
   const kvm = new Kvm(nc);
-  const [users, deadlines, partitions] = await Promise.all(
-    [t.buckets.users, t.buckets.deadlines, t.buckets.partitions].map((name) => kvm.create(name, { history: 1 })),
-  );
-  return { jsm, users: users!, deadlines: deadlines!, partitions: partitions! };
+  const { users, deadlines, partitions, customers } = t.buckets;
+  const [u, d, p, c] = await Promise.all([users, deadlines, partitions, customers].map((name) => kvm.create(name, { history: 1 })));
+  return { jsm, users: u!, deadlines: d!, partitions: p!, customers: c! };
 }

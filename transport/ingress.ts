@@ -1,0 +1,260 @@
+/**
+ * The HTTP ingress: Stripe webhooks in, health and metrics out.
+ *
+ * `POST /webhooks/stripe` answers 2xx only once JetStream stored the mapped event (Stripe retries
+ * anything else for days, so nothing is lost): 400 with a short reason for a bad signature, a stale
+ * timestamp, malformed JSON or an event the mapping rejects (nothing published); 413 over the size
+ * limit; 503 when NATS cannot take the event; 2xx for types we do not handle (recorded, not
+ * published) and for events whose user cannot be found (kept as a dead letter). Logs carry event
+ * ids and types only: a Stripe body holds names, e-mails and card details.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PaidTier } from '../machines/features.ts';
+import { mapStripeEvent, type StripeEvent } from '../machines/stripe.ts';
+import { encode } from './codec.ts';
+import { CustomerDirectory } from './customerDirectory.ts';
+import { deadLetter } from './deadLetters.ts';
+import { publishEvent } from './eventPublisher.ts';
+import { DeadLetter } from './schemas.ts';
+import { verifyStripeWebhook } from './stripeWebhook.ts';
+import { provision, streamConfigs, type Topology } from './topology.ts';
+
+/** Largest webhook body accepted (Stripe events are a few KB; the largest are well under this). */
+export const MAX_WEBHOOK_BYTES = 512 * 1024;
+/** How long a webhook waits for JetStream before answering 503. */
+const PUBLISH_TIMEOUT_MS = 2_000;
+
+/** Options of {@link startIngress}. */
+export interface IngressOptions {
+  nc: NatsConnection;
+  topology: Topology;
+  /** HTTP port (0 for any free one). */
+  port: number;
+  /** Webhook signing secrets; any one of them may sign (rotation). */
+  secrets: readonly string[];
+  /** Stripe price id → tier. */
+  priceTiers: Readonly<Record<string, PaidTier>>;
+  log: Logger;
+  /** Counters of the runtime node in the same process, exported on /metrics with the ingress's own. */
+  runtimeMetrics?: () => Record<string, unknown>;
+  maxBodyBytes?: number;
+}
+
+/** A running ingress. */
+export interface Ingress {
+  readonly port: number;
+  readonly server: Server;
+  stop(): Promise<void>;
+}
+
+/** Parses `STRIPE_PRICE_TIERS` (`price_a=basic,price_b=premium`). */
+export function parsePriceTiers(value: string | undefined): Record<string, PaidTier> {
+  const tiers: Record<string, PaidTier> = {};
+  for (const pair of (value ?? '').split(',').filter(Boolean)) {
+    const [price, tier] = pair.split('=').map((s) => s.trim());
+    if (!price || (tier !== 'basic' && tier !== 'premium')) throw new Error(`STRIPE_PRICE_TIERS: bad entry "${pair}"`);
+    tiers[price] = tier;
+  }
+  return tiers;
+}
+
+/** Starts the ingress HTTP server. */
+export async function startIngress(options: IngressOptions): Promise<Ingress> {
+  const { nc, topology, log } = options;
+  const { customers } = await provision(nc, topology);
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
+  const directory = new CustomerDirectory(customers);
+  await directory.follow(nc, topology, (err) => log.warn({ err: err.message }, 'customer link skipped'));
+  const metrics = ingressMetrics(options.runtimeMetrics);
+  const handler = new WebhookHandler(options, js, directory, metrics);
+
+  const server = createServer((req, res) => {
+    route(req, res, handler, nc, jsm, topology, metrics.registry).catch((err: Error) => {
+      log.error({ err: err.message, path: req.url }, 'request failed');
+      if (!res.headersSent) reply(res, 500, { error: 'internal error' });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(options.port, '0.0.0.0', resolve));
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port }, 'ingress listening');
+  return {
+    port,
+    server,
+    async stop() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await directory.stop();
+    },
+  };
+}
+
+async function route(
+  req: IncomingMessage,
+  res: ServerResponse,
+  webhooks: WebhookHandler,
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  topology: Topology,
+  registry: Registry,
+): Promise<void> {
+  const path = new URL(req.url ?? '/', 'http://ingress').pathname;
+  if (req.method === 'POST' && path === '/webhooks/stripe') return webhooks.handle(req, res);
+  if (req.method === 'GET' && path === '/healthz') {
+    const streams = await Promise.all(streamConfigs(topology).map((s) => jsm.streams.info(s.name).then(() => true, () => false)));
+    const ok = !nc.isClosed() && streams.every(Boolean);
+    return reply(res, ok ? 200 : 503, { nats: nc.isClosed() ? 'closed' : 'connected', streams: streams.every(Boolean) ? 'present' : 'missing' });
+  }
+  if (req.method === 'GET' && path === '/metrics') {
+    res.writeHead(200, { 'content-type': registry.contentType });
+    res.end(await registry.metrics());
+    return;
+  }
+  reply(res, 404, { error: 'not found' });
+}
+
+function reply(res: ServerResponse, status: number, body: Record<string, unknown>): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+/** Reads a body up to `max` bytes; `null` when it is larger. */
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > max) return null;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+interface IngressMetrics {
+  registry: Registry;
+  webhooks: Counter<'outcome'>;
+  publishSeconds: Histogram;
+}
+
+function ingressMetrics(runtime: IngressOptions['runtimeMetrics']): IngressMetrics {
+  const registry = new Registry();
+  const webhooks = new Counter({
+    name: 'fm_webhooks_total',
+    help: 'Stripe webhooks by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const publishSeconds = new Histogram({
+    name: 'fm_webhook_publish_seconds',
+    help: 'Time from a verified webhook to JetStream storing its event',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
+    registers: [registry],
+  });
+  if (runtime) {
+    // One gauge per numeric runtime counter, read when scraped; latency summaries as p50/p99/max.
+    new Gauge({
+      name: 'fm_runtime',
+      help: 'Runtime node counters (events, crises, residents, activations, dead letters, …) and latencies (ms)',
+      labelNames: ['metric'] as const,
+      registers: [registry],
+      collect() {
+        for (const [key, value] of Object.entries(runtime())) {
+          if (typeof value === 'number') this.set({ metric: key }, value);
+          else if (value && typeof value === 'object') {
+            for (const [stat, v] of Object.entries(value)) if (typeof v === 'number') this.set({ metric: `${key}_${stat}` }, v);
+          }
+        }
+      },
+    });
+  }
+  return { registry, webhooks, publishSeconds };
+}
+
+/** Handles `POST /webhooks/stripe`. */
+class WebhookHandler {
+  private readonly options: IngressOptions;
+  private readonly js: JetStreamClient;
+  private readonly directory: CustomerDirectory;
+  private readonly metrics: IngressMetrics;
+
+  constructor(options: IngressOptions, js: JetStreamClient, directory: CustomerDirectory, metrics: IngressMetrics) {
+    this.options = options;
+    this.js = js;
+    this.directory = directory;
+    this.metrics = metrics;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { log, secrets, priceTiers, topology } = this.options;
+    const answer = (status: number, outcome: string, body: Record<string, unknown>) => {
+      this.metrics.webhooks.inc({ outcome });
+      reply(res, status, body);
+    };
+    const raw = await readBody(req, this.options.maxBodyBytes ?? MAX_WEBHOOK_BYTES);
+    if (!raw) return answer(413, 'too_large', { error: 'body too large' });
+    const verified = verifyStripeWebhook(raw, req.headers['stripe-signature'] as string | undefined, secrets);
+    if (!verified.ok) {
+      log.warn({ reason: verified.reason }, 'webhook refused');
+      return answer(400, verified.reason, { error: verified.reason });
+    }
+    const stripeEvent = verified.event;
+    const ids = { stripeEventId: stripeEvent.id, stripeType: stripeEvent.type };
+    let mapping = mapStripeEvent(stripeEvent, { priceTiers });
+    if (mapping.kind === 'rejected' && mapping.reason === 'unknown_user') {
+      const customerId = customerOf(stripeEvent);
+      const userId = customerId && (await this.directory.userOf(customerId));
+      if (userId) mapping = mapStripeEvent(stripeEvent, { priceTiers, customerUserId: userId });
+    }
+    try {
+      switch (mapping.kind) {
+        case 'ignored':
+          log.info({ ...ids, reason: mapping.reason }, 'webhook ignored');
+          return answer(200, 'ignored', { received: true, ignored: mapping.reason });
+        case 'rejected':
+          if (mapping.reason === 'unknown_user') {
+            await this.storeDeadLetter(stripeEvent, mapping.detail);
+            log.warn({ ...ids, reason: mapping.reason }, 'webhook for unknown user kept as dead letter');
+            return answer(200, 'unknown_user', { received: true, deadLetter: 'unknown_user' });
+          }
+          log.warn({ ...ids, reason: mapping.reason }, 'webhook rejected');
+          return answer(400, mapping.reason, { error: mapping.reason });
+        case 'event': {
+          const started = performance.now();
+          const ack = await publishEvent(this.js, topology.subjects, mapping.event);
+          this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
+          log.info({ ...ids, eventType: mapping.event.type, userId: mapping.event.userId, duplicate: ack.duplicate }, 'webhook published');
+          return answer(200, ack.duplicate ? 'duplicate' : 'published', { received: true, published: mapping.event.type, duplicate: ack.duplicate });
+        }
+      }
+    } catch (err) {
+      log.warn({ ...ids, err: (err as Error).message }, 'NATS could not take the webhook; Stripe will retry');
+      return answer(503, 'unavailable', { error: 'temporarily unavailable' });
+    }
+  }
+
+  /** A webhook whose user is unknown: kept with its ids, never its body (it holds customer details). */
+  private async storeDeadLetter(event: StripeEvent, detail: string): Promise<void> {
+    const { topology } = this.options;
+    const letter = deadLetter(topology.subjects, {
+      reason: 'unknown_user',
+      detail: `${event.type} ${event.id}: ${detail}`,
+      subject: `stripe.${event.type}`,
+      raw: null,
+      receivedAt: Date.now(),
+    });
+    await this.js.publish(topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter), { msgID: `dlq:${event.id}` });
+  }
+}
+
+function customerOf(event: StripeEvent): string | undefined {
+  const customer = event.data.object.customer;
+  if (typeof customer === 'string') return customer;
+  if (customer && typeof customer === 'object' && typeof (customer as { id?: unknown }).id === 'string') return (customer as { id: string }).id;
+  return undefined;
+}
