@@ -5,101 +5,23 @@
  * deliveries through `applyEvent`.
  */
 import { describe, expect, it } from 'vitest';
-import { mapStripeEvent, type StripeEvent, type StripeMapping, type StripeMappingOptions } from '../../machines/stripe.ts';
+import { mapStripeEvent, type StripeMapping, type StripeMappingOptions } from '../../machines/stripe.ts';
 import { applyEvent, createUserState } from '../../machines/userState.ts';
+import {
+  CREATED,
+  CUSTOMER,
+  invoice,
+  PRICE_BASIC,
+  PRICE_PREMIUM,
+  PRICE_TIERS,
+  stripeEvent,
+  SUB_ID,
+  subscription,
+  USER_ID,
+} from '../support/stripe.ts';
 import { viewOf } from './support.ts';
 
-const PRICE_BASIC = 'price_1QbAsicMonthlyEUR';
-const PRICE_PREMIUM = 'price_1QpReMiumMonthlyEUR';
-const options: StripeMappingOptions = { priceTiers: { [PRICE_BASIC]: 'basic', [PRICE_PREMIUM]: 'premium' } };
-
-const SUB_ID = 'sub_1R2bC3dE4fG5hI6j';
-const CUSTOMER = 'cus_RxYz0123456789';
-const USER_ID = 'usr_42';
-/** 2025-06-01T00:00:00Z in seconds, Stripe's unit. */
-const CREATED = 1_748_736_000;
-
-/** A subscription object as Stripe sends it since 2025-03-31. */
-function subscription(status: string, prices: string[], metadata: Record<string, string> = { user_id: USER_ID }) {
-  return {
-    id: SUB_ID,
-    object: 'subscription',
-    customer: CUSTOMER,
-    status,
-    metadata,
-    cancel_at_period_end: false,
-    canceled_at: status === 'canceled' ? CREATED : null,
-    collection_method: 'charge_automatically',
-    currency: 'eur',
-    latest_invoice: 'in_1R2bC3dE4fG5hI6jKl',
-    livemode: false,
-    start_date: CREATED - 86_400,
-    items: {
-      object: 'list',
-      has_more: false,
-      url: `/v1/subscription_items?subscription=${SUB_ID}`,
-      data: prices.map((price, i) => ({
-        id: `si_R2bC3dE4fG5h${i}`,
-        object: 'subscription_item',
-        subscription: SUB_ID,
-        quantity: 1,
-        current_period_start: CREATED - 86_400,
-        current_period_end: CREATED + 29 * 86_400,
-        price: {
-          id: price,
-          object: 'price',
-          active: true,
-          currency: 'eur',
-          product: `prod_${i}`,
-          recurring: { interval: 'month', interval_count: 1, usage_type: 'licensed' },
-          type: 'recurring',
-          unit_amount: 999,
-        },
-      })),
-    },
-  };
-}
-
-/** An invoice as Stripe sends it since 2025-03-31: its subscription under `parent`. */
-function invoice(fields: Record<string, unknown> = {}, subscriptionMetadata: Record<string, string> = { user_id: USER_ID }) {
-  return {
-    id: 'in_1R2bC3dE4fG5hI6jKl',
-    object: 'invoice',
-    customer: CUSTOMER,
-    status: 'open',
-    billing_reason: 'subscription_cycle',
-    amount_due: 999,
-    amount_paid: 0,
-    attempt_count: 1,
-    attempted: true,
-    currency: 'eur',
-    metadata: {},
-    next_payment_attempt: null,
-    parent: {
-      type: 'subscription_details',
-      quote_details: null,
-      subscription_details: { metadata: subscriptionMetadata, subscription: SUB_ID },
-    },
-    lines: { object: 'list', data: [], has_more: false },
-    ...fields,
-  };
-}
-
-let eventSeq = 0;
-function stripeEvent(type: string, object: Record<string, unknown>, created = CREATED): StripeEvent & Record<string, unknown> {
-  eventSeq += 1;
-  return {
-    id: `evt_1R2bC3dE4fG5hI${String(eventSeq).padStart(4, '0')}`,
-    object: 'event',
-    api_version: '2025-03-31.basil',
-    type,
-    created,
-    livemode: false,
-    pending_webhooks: 1,
-    request: { id: null, idempotency_key: null },
-    data: { object },
-  };
-}
+const options: StripeMappingOptions = { priceTiers: PRICE_TIERS };
 
 function mappedEvent(mapping: StripeMapping) {
   expect(mapping.kind, JSON.stringify(mapping)).toBe('event');
@@ -239,38 +161,38 @@ describe('invoices', () => {
 
 describe('the user', () => {
   it('comes from the subscription metadata', () => {
-    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { user_id: 'from_sub' }));
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { metadata: { user_id: 'from_sub' } }));
     expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_sub');
   });
 
   it('comes from parent.subscription_details.metadata on an invoice', () => {
-    const e = stripeEvent('invoice.payment_failed', invoice({}, { user_id: 'from_parent' }));
+    const e = stripeEvent('invoice.payment_failed', invoice({}, { metadata: { user_id: 'from_parent' } }));
     expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_parent');
   });
 
   it('comes from the invoice metadata when the parent names none', () => {
-    const e = stripeEvent('invoice.payment_succeeded', invoice({ metadata: { user_id: 'from_invoice' } }, {}));
+    const e = stripeEvent('invoice.payment_succeeded', invoice({ metadata: { user_id: 'from_invoice' } }, { metadata: {} }));
     expect(mappedEvent(mapStripeEvent(e, options)).userId).toBe('from_invoice');
   });
 
   it("comes from options.customerUserId (the ingress's customer lookup) when no metadata names one", () => {
-    const e = stripeEvent('customer.subscription.updated', subscription('active', [PRICE_BASIC], {}));
+    const e = stripeEvent('customer.subscription.updated', subscription('active', [PRICE_BASIC], { metadata: {} }));
     expect(mappedEvent(mapStripeEvent(e, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_lookup');
-    const inv = stripeEvent('invoice.payment_failed', invoice({}, {}));
+    const inv = stripeEvent('invoice.payment_failed', invoice({}, { metadata: {} }));
     expect(mappedEvent(mapStripeEvent(inv, { ...options, customerUserId: 'from_lookup' })).userId).toBe('from_lookup');
   });
 
   it('unknown → rejected unknown_user', () => {
-    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], {}));
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { metadata: {} }));
     expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_user' });
-    const inv = stripeEvent('invoice.payment_succeeded', invoice({}, {}));
+    const inv = stripeEvent('invoice.payment_succeeded', invoice({}, { metadata: {} }));
     expect(mapStripeEvent(inv, options)).toMatchObject({ kind: 'rejected', reason: 'unknown_user' });
   });
 
   it('a user_id with a dot (not a subject token) → rejected malformed', () => {
-    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { user_id: 'usr.42' }));
+    const e = stripeEvent('customer.subscription.created', subscription('active', [PRICE_BASIC], { metadata: { user_id: 'usr.42' } }));
     expect(mapStripeEvent(e, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
-    const inv = stripeEvent('invoice.payment_failed', invoice({}, { user_id: 'usr.*' }));
+    const inv = stripeEvent('invoice.payment_failed', invoice({}, { metadata: { user_id: 'usr.*' } }));
     expect(mapStripeEvent(inv, options)).toMatchObject({ kind: 'rejected', reason: 'malformed' });
   });
 });
