@@ -1,6 +1,7 @@
 /**
  * A device process hosting one or more device actors: `node actors/devicesMain.ts user:device …`.
- * Prints one JSON line per applied view (what the device now shows: version, tier, crisis, features),
+ * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
+ * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety content),
  * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.
  */
 import { createHash } from 'node:crypto';
@@ -35,6 +36,13 @@ const actors = await Promise.all(
             crisisLevel: v.crisis.level,
             features: v.features.enabled,
             priority: v.sync.priority,
+            // The rest of the entitlements, so a test can compare the whole view a device applied.
+            trialEndsAt: v.trialEndsAt,
+            gracePeriod: v.gracePeriod,
+            crisisSince: v.crisis.since,
+            presentation: v.crisis.presentation,
+            disabledFeatures: v.features.disabled,
+            sync: v.sync,
             safetyPlan: v.safety.plan !== null,
             // A digest, not the text: this output is a log of what the device applied.
             safetyDigest: createHash('sha256').update(JSON.stringify(v.safety)).digest('hex').slice(0, 16),

@@ -1,7 +1,8 @@
 /**
  * Crisis first, for the whole node: crisis deliveries go to their user at once; normal deliveries
- * wait in a FIFO backlog and are handed out only while no crisis delivery is in flight and fewer
- * than `normalConcurrency` normal ones are being worked on. So a saturated normal lane cannot fill
+ * wait in a FIFO backlog and are handed out only while no crisis delivery is in flight, fewer
+ * than `normalConcurrency` normal ones are being worked on, and the node admits the next one (its
+ * user is resident or can be: the cap on resident users). So a saturated normal lane cannot fill
  * the event loop ahead of a crisis, and a crisis event overtakes normal events queued before it.
  */
 import type { UserEvent } from '../machines/events.ts';
@@ -13,6 +14,11 @@ export interface Delivery {
   /** Stream sequence: a user skips a redelivery at or below the highest it applied. */
   seq: number;
   event: UserEvent;
+  /**
+   * Delivered before, to this node or one that crashed: its effects may be partly published
+   * (views out, record not saved), which the user must check before it publishes again.
+   */
+  redelivered: boolean;
   /** When the node received it (ms since epoch). */
   receivedAt: number;
   /** Acknowledges the message: called only once its effects are durable. */
@@ -24,15 +30,21 @@ export interface Delivery {
 /** Hands deliveries to users, crisis first. */
 export class LaneScheduler {
   private readonly dispatch: (d: Delivery) => void;
+  /**
+   * Whether the normal delivery at the head of the backlog may be dispatched now (e.g. its user is
+   * resident or there is room for it); when not, the backlog waits for {@link resume}.
+   */
+  private readonly admit: (d: Delivery) => boolean;
   private readonly normalLimit: number;
   private readonly backlog: Delivery[] = [];
   private backlogHead = 0;
   private readonly working = new Set<Delivery>();
   private crisisWorking = 0;
 
-  constructor(normalLimit: number, dispatch: (d: Delivery) => void) {
+  constructor(normalLimit: number, dispatch: (d: Delivery) => void, admit: (d: Delivery) => boolean = () => true) {
     this.normalLimit = normalLimit;
     this.dispatch = dispatch;
+    this.admit = admit;
   }
 
   /** Takes a delivery from a consumer. */
@@ -54,6 +66,11 @@ export class LaneScheduler {
     this.pump();
   }
 
+  /** Hands out waiting normal deliveries again after something `admit` depends on changed. */
+  resume(): void {
+    this.pump();
+  }
+
   /** Normal deliveries waiting for a slot. */
   get backlogSize(): number {
     return this.backlog.length - this.backlogHead;
@@ -66,7 +83,9 @@ export class LaneScheduler {
 
   private pump(): void {
     while (this.crisisWorking === 0 && this.working.size < this.normalLimit && this.backlogHead < this.backlog.length) {
-      const d = this.backlog[this.backlogHead++]!;
+      const d = this.backlog[this.backlogHead]!;
+      if (!this.admit(d)) break;
+      this.backlogHead++;
       this.working.add(d);
       this.dispatch(d);
     }

@@ -31,9 +31,13 @@ export class RuntimeMetrics {
   viewsPublished = 0;
   /** Snapshot writes refused because another owner wrote first. */
   fenced = 0;
+  /** Users whose devices held views a crashed or fenced owner published but never recorded. */
+  orphanedViews = 0;
   alerts = 0;
   /** Users in memory now. */
   residents = 0;
+  /** Most users in memory at once since the node started. */
+  residentsPeak = 0;
   /** Event time at the source → views published, per lane. */
   readonly eventLatency = histogram();
   readonly crisisLatency = histogram();
@@ -70,8 +74,10 @@ export class RuntimeMetrics {
       commits: this.commits,
       viewsPublished: this.viewsPublished,
       fenced: this.fenced,
+      orphanedViews: this.orphanedViews,
       alerts: this.alerts,
       residents: this.residents,
+      residentsPeak: this.residentsPeak,
       eventLatencyMs: summary(this.eventLatency),
       crisisLatencyMs: summary(this.crisisLatency),
       therapeuticLatencyMs: summary(this.therapeuticLatency),

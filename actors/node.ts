@@ -27,6 +27,8 @@ import { UserStore } from './userStore.ts';
 
 /** Messages a lane consumer buffers ahead of the node. */
 const PULL_BATCH: Readonly<Record<Lane, number>> = { normal: 512, crisis: 64 };
+/** Normal-lane messages received between two yields to the event loop (so crisis input is read). */
+const NORMAL_YIELD_EVERY = 32;
 /** Longest a graceful stop waits for users to finish their commits. */
 const STOP_GRACE_MS = 5_000;
 
@@ -51,6 +53,8 @@ export class RuntimeNode implements ActorHost {
   private readonly consumers: ConsumerMessages[] = [];
   private readonly loops: Promise<void>[] = [];
   private control: Subscription | undefined;
+  /** Per lane, the last sequence a previous run of the node had been delivered (see rewindToAckFloor). */
+  private readonly replayedUpTo: Record<Lane, number> = { normal: 0, crisis: 0 };
   private sweeper: NodeJS.Timeout | undefined;
 
   private constructor(config: RuntimeConfig, log: Logger) {
@@ -59,7 +63,11 @@ export class RuntimeNode implements ActorHost {
     this.machine = createUserMachine(config.policy);
     this.topology = createTopology(config.topology);
     this.owned = resolveOwned(config.ownedPartitions, config.partitions);
-    this.scheduler = new LaneScheduler(config.normalConcurrency, (d) => this.dispatch(d));
+    this.scheduler = new LaneScheduler(
+      config.normalConcurrency,
+      (d) => this.dispatch(d),
+      (d) => this.residents.has(d.event.userId) || this.enforceResidentCap(),
+    );
   }
 
   /** Connects, provisions and starts consuming. */
@@ -74,8 +82,8 @@ export class RuntimeNode implements ActorHost {
     this.nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/normal` });
     this.crisisNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/crisis` });
     const { jsm, users, deadlines, partitions } = await provision(this.nc, topology);
-    await rewindToAckFloor(jsm, topology, 'normal');
-    await rewindToAckFloor(jsm, topology, 'crisis');
+    this.replayedUpTo.normal = await rewindToAckFloor(jsm, topology, 'normal');
+    this.replayedUpTo.crisis = await rewindToAckFloor(jsm, topology, 'crisis');
     await claimPartitions(partitions, config.nodeId, this.owned, Date.now());
     this.store = new UserStore(users);
     this.publisher = new Publisher(jetstream(this.nc), jsm, topology);
@@ -99,7 +107,13 @@ export class RuntimeNode implements ActorHost {
     this.consumers.push(messages);
     this.loops.push(
       (async () => {
-        for await (const m of messages) this.receive(lane, m);
+        let n = 0;
+        for await (const m of messages) {
+          this.receive(lane, m);
+          // A buffered normal batch is otherwise handed out in one event-loop turn, and the crisis
+          // connection's socket is not read until that turn ends: let I/O in every few messages.
+          if (lane === 'normal' && ++n % NORMAL_YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+        }
       })(),
     );
   }
@@ -124,6 +138,7 @@ export class RuntimeNode implements ActorHost {
       lane,
       seq: m.seq,
       event,
+      redelivered: m.info.redelivered || m.seq <= this.replayedUpTo[lane],
       receivedAt: Date.now(),
       ack: () => m.ack(),
       nak: () => m.nak(),
@@ -157,6 +172,11 @@ export class RuntimeNode implements ActorHost {
     return this.owned.has(partitionOf(userId, this.config.partitions));
   }
 
+  /**
+   * Hands a delivery to its user, activating it if needed. A normal delivery for a user who is not
+   * resident comes only once the scheduler admitted it (room under the cap); a crisis delivery never
+   * waits, so only crisis users can take the node over the cap, and only while every resident is busy.
+   */
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
     let actor = this.residents.get(userId);
@@ -168,7 +188,7 @@ export class RuntimeNode implements ActorHost {
       this.enforceResidentCap();
     }
     this.residents.set(userId, actor);
-    this.metrics.residents = this.residents.size;
+    this.countResidents();
     actor.enqueue(d);
   }
 
@@ -180,7 +200,14 @@ export class RuntimeNode implements ActorHost {
   /** @inheritdoc */
   evict(actor: UserActor): void {
     if (this.residents.get(actor.userId) === actor) this.residents.delete(actor.userId);
-    this.metrics.residents = this.residents.size;
+    this.countResidents();
+    this.scheduler.resume();
+  }
+
+  /** @inheritdoc */
+  settled(_actor: UserActor): void {
+    // It can be passivated now: a delivery waiting for room under the cap may go.
+    this.scheduler.resume();
   }
 
   /** Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap. */
@@ -190,21 +217,32 @@ export class RuntimeNode implements ActorHost {
       if (actor.idle && actor.lastActive <= cutoff) this.passivate(userId);
     }
     this.enforceResidentCap();
+    this.scheduler.resume();
   }
 
-  private enforceResidentCap(): void {
-    const limit = this.config.maxResident;
-    if (this.residents.size < limit) return;
+  /**
+   * Passivates the least recently used idle users until one more fits under `maxResident`;
+   * returns whether one more fits (not when every resident is busy).
+   */
+  private enforceResidentCap(): boolean {
+    const limit = Math.max(1, this.config.maxResident);
+    if (this.residents.size < limit) return true;
     for (const [userId, actor] of this.residents) {
       if (this.residents.size < limit) break;
       if (actor.idle) this.passivate(userId);
     }
+    return this.residents.size < limit;
   }
 
   private passivate(userId: string): void {
     this.residents.delete(userId);
     this.metrics.passivations++;
+    this.countResidents();
+  }
+
+  private countResidents(): void {
     this.metrics.residents = this.residents.size;
+    this.metrics.residentsPeak = Math.max(this.metrics.residentsPeak, this.residents.size);
   }
 
   /** Users resident now. */

@@ -5,16 +5,17 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { UserEvent, type EventOf } from '../machines/events.ts';
-import { encode } from '../transport/codec.ts';
+import { CodecError, encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
-import { encodeDeviceView } from '../transport/viewWire.ts';
+import { decodeDeviceView, encodeDeviceView } from '../transport/viewWire.ts';
 
 /** Publishes the runtime's output. */
 export class Publisher {
   private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
   private readonly topology: Topology;
+  private reader: Promise<JetStreamManager> | undefined;
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology) {
     this.js = js;
@@ -28,6 +29,28 @@ export class Publisher {
       views.map((view) => {
         const { data, headers } = encodeDeviceView(view, compress);
         return this.js.publish(this.topology.subjects.view(view.userId, view.deviceId), data, headers ? { headers } : {});
+      }),
+    );
+  }
+
+  /**
+   * The view last stored for each of these devices of a user (`null`: none, or one this runtime
+   * cannot read). A node that crashed or was fenced between publishing a view and saving the
+   * user's record left views newer than the record: the next owner must not reuse their versions.
+   */
+  async lastViews(userId: string, deviceIds: readonly string[]): Promise<Array<DeviceView | null>> {
+    // On this publisher's own connection: the crisis lane's reads do not queue behind normal output.
+    const jsm = await (this.reader ??= this.js.jetstreamManager(false));
+    return Promise.all(
+      deviceIds.map(async (d) => {
+        const m = await jsm.streams.getMessage(this.topology.streams.views, { last_by_subj: this.topology.subjects.view(userId, d) });
+        if (!m) return null;
+        try {
+          return decodeDeviceView(m.data, m.header);
+        } catch (err) {
+          if (err instanceof CodecError) return null;
+          throw err;
+        }
       }),
     );
   }

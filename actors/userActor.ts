@@ -6,7 +6,7 @@
  * A crash anywhere before the acknowledgement means redelivery, and redelivery is idempotent.
  */
 import { deadlinesEqual, pendingDeadline } from '../machines/deadlines.ts';
-import { coalesceDelay, compressView, isUrgent, reducesAccess } from '../machines/delivery.ts';
+import { coalesceDelay, compressView, isDowngrade } from '../machines/delivery.ts';
 import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';
 import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
@@ -14,6 +14,7 @@ import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
 import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
 import type { AuditRecord, DeviceView } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
+import { sameDeviceContent } from '../transport/viewWire.ts';
 import type { RuntimeConfig } from './config.ts';
 import type { DeadlineScheduler } from './deadlineScheduler.ts';
 import type { Delivery } from './laneScheduler.ts';
@@ -40,11 +41,13 @@ export interface ActorHost {
   release(d: Delivery): void;
   /** The actor stopped (fenced, or could not load): the node forgets it. */
   evict(actor: UserActor): void;
+  /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
+  settled(actor: UserActor): void;
   /** Whether the node is shutting down (stop retrying). */
   readonly stopping: boolean;
 }
 
-/** What the devices were last told. `null` before the user's first commit. */
+/** What the devices were last told (for a new user: its initial state, before any view went out). */
 interface Committed {
   snapshot: UserSnapshot;
   safety: SafetyContent;
@@ -66,7 +69,7 @@ export class UserActor {
   private viewVersion = 0;
   private lastSeq: Record<Lane, number> = { ...NO_SEQ };
   private revision = 0;
-  private committed: Committed | null = null;
+  private committed!: Committed;
   private readonly crisisQueue: Delivery[] = [];
   private readonly normalQueue: Delivery[] = [];
   /** Delivered since the last commit, acknowledged by the next one. */
@@ -124,6 +127,7 @@ export class UserActor {
     } finally {
       this.running = false;
       this.lastActive = Date.now();
+      if (this.idle) this.host.settled(this);
     }
   }
 
@@ -136,11 +140,11 @@ export class UserActor {
       this.safety = record.safety;
       this.viewVersion = record.viewVersion;
       this.lastSeq = record.lastSeq;
-      this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     } else {
       const first = this.crisisQueue[0] ?? this.normalQueue[0];
       this.state = createUserState(this.userId, first?.event.at ?? Date.now(), machine);
     }
+    this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     this.revision = revision;
     this.status = 'ready';
     // Re-arm the user's deadline; one that passed while the user was passive fires now.
@@ -195,7 +199,8 @@ export class UserActor {
   }
 
   private coalesceDelay(): number {
-    if (!this.committed) return 0;
+    // A new user's first view goes at once: its devices have nothing yet.
+    if (this.viewVersion === 0) return 0;
     const prev = deriveView(this.committed.snapshot);
     return coalesceDelay(prev, deriveView(this.state.snapshot), this.host.config.delivery);
   }
@@ -219,23 +224,43 @@ export class UserActor {
     const batch = this.batch;
     const audits = this.audits;
     const rejections = this.rejections;
-    this.batch = [];
-    this.audits = [];
-    this.rejections = [];
+    // Left in place until durable: if this commit throws, stop() returns them for redelivery.
 
     const snapshot = this.state.snapshot;
     const next = deriveView(snapshot);
-    const prev = this.committed ? deriveView(this.committed.snapshot) : null;
+    const prev = deriveView(this.committed.snapshot);
     const devices = snapshot.context.devices;
-    const changed = !prev || this.safety !== this.committed!.safety || JSON.stringify(prev) !== JSON.stringify(next);
-    const known = this.committed?.devices ?? [];
+    const known = this.committed.devices;
+    const crisis = next.crisis.active || batch.some((d) => d.lane === 'crisis');
+    const publisher = crisis ? this.host.crisisPublisher : this.host.publisher;
+    // A previous owner that crashed or was fenced between publishing views and saving the record
+    // left devices holding a version the record does not know. Never reuse it: a device holding it
+    // would skip different content under it as not newer. If the devices already show the current
+    // view, keep their version; otherwise send the current view to all of them above it. Only a
+    // batch holding a redelivery can follow such a crash, so only those pay for the check.
+    let reissue = false;
+    let adopted = false;
+    if (batch.some((d) => d.redelivered)) {
+      const checked = [...new Set([...known, ...devices])];
+      const stored = await retry(() => publisher.lastViews(this.userId, checked), this.host);
+      const sent = Math.max(0, ...stored.map((v) => v?.version ?? 0));
+      if (sent > this.viewVersion) {
+        metrics.orphanedViews++;
+        this.viewVersion = sent;
+        adopted = devices.every((d) => {
+          const view = stored[checked.indexOf(d)];
+          return view?.version === sent && sameDeviceContent(view, this.deviceView(d, next));
+        });
+        reissue = !adopted;
+      }
+    }
+    const changed =
+      reissue || (!adopted && (this.viewVersion === 0 || this.safety !== this.committed.safety || JSON.stringify(prev) !== JSON.stringify(next)));
     const removed = known.filter((d) => !devices.includes(d));
     if (changed) this.viewVersion++;
     const targets = changed ? devices : devices.filter((d) => !known.includes(d));
     const views = targets.map((deviceId) => this.deviceView(deviceId, next));
     for (const a of audits) a.viewVersion = changed ? this.viewVersion : null;
-    const crisis = next.crisis.active || batch.some((d) => d.lane === 'crisis');
-    const publisher = crisis ? this.host.crisisPublisher : this.host.publisher;
 
     await retry(
       () =>
@@ -257,11 +282,14 @@ export class UserActor {
     };
     this.revision = await retry(() => store.save(this.userId, record, this.revision), this.host);
     const deadline = pendingDeadline(snapshot);
-    if (!this.committed || !deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
+    if (!deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
       await retry(() => deadlines.set(this.userId, deadline), this.host);
     }
     this.committed = { snapshot, safety: this.safety, devices: [...devices] };
     await Promise.all(rejections);
+    this.batch = [];
+    this.audits = [];
+    this.rejections = [];
     for (const d of batch) {
       d.ack();
       this.host.release(d);
@@ -282,7 +310,7 @@ export class UserActor {
   }
 
   /** Times crisis and therapeutic-access changes against the seed's budgets; alerts on overruns. */
-  private observeLatency(batch: Delivery[], prev: UserView | null, next: UserView): void {
+  private observeLatency(batch: Delivery[], prev: UserView, next: UserView): void {
     const { metrics, config } = this.host;
     const now = Date.now();
     for (const d of batch) RuntimeMetrics.record(metrics.eventLatency, now - d.event.at);
@@ -291,8 +319,9 @@ export class UserActor {
       RuntimeMetrics.record(metrics.crisisLatency, now - d.event.at);
       this.checkBudget('crisis_latency', d, now - d.event.at, config.crisisBudgetMs);
     }
-    const last = batch.at(-1);
-    if (last && prev && isUrgent(prev, next) && reducesAccess(prev, next)) {
+    // The access change comes from the normal lane (payments, deadlines); time its latest event.
+    const last = batch.findLast((d) => d.lane === 'normal');
+    if (last && isDowngrade(prev, next)) {
       RuntimeMetrics.record(metrics.therapeuticLatency, now - last.event.at);
       this.checkBudget('therapeutic_latency', last, now - last.event.at, config.therapeuticBudgetMs);
     }

@@ -49,14 +49,19 @@ export class UserStore {
     return { record: decode(entry.value) as UserRecord, revision: entry.revision };
   }
 
-  /** Writes a record if it is still at `revision`; returns the new revision. */
+  /**
+   * Writes a record if it is still at `revision`; returns the new revision. A retry of a write that
+   * timed out but landed finds its own bytes there: that is success, not another owner.
+   */
   async save(userId: string, record: UserRecord, revision: number): Promise<number> {
     const bytes = encode(record);
     try {
       return revision === 0 ? await this.kv.create(userId, bytes) : await this.kv.update(userId, bytes, revision);
     } catch (err) {
-      if (isWrongLastSequence(err)) throw new FencedError(userId);
-      throw err;
+      if (!isWrongLastSequence(err)) throw err;
+      const current = await this.kv.get(userId);
+      if (current?.operation === 'PUT' && Buffer.from(current.value).equals(bytes)) return current.revision;
+      throw new FencedError(userId);
     }
   }
 }

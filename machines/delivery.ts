@@ -4,7 +4,7 @@
  * also compressed); a change that takes features away or touches a crisis never waits.
  */
 import type { UserView } from './deviceView.ts';
-import type { SyncFrequency } from './features.ts';
+import type { SubscriptionState, SyncFrequency } from './features.ts';
 
 /** How views of each sync frequency are delivered. */
 export type DeliveryPolicy = Readonly<Record<SyncFrequency, { coalesceMs: number; compress: boolean }>>;
@@ -17,14 +17,20 @@ export const DEFAULT_DELIVERY: DeliveryPolicy = {
   background: { coalesceMs: 1000, compress: true },
 };
 
-/** Whether a view change takes features away: the seed's "preserve therapeutic access" moments. */
-export function reducesAccess(prev: UserView, next: UserView): boolean {
-  return prev.features.enabled.some((f) => !next.features.enabled.includes(f));
+/** Subscription states from most to least access; trial sits between paying and not paying. */
+const ACCESS_RANK: Readonly<Record<SubscriptionState, number>> = { premium: 4, basic: 3, trial: 2, grace_period: 1, lapsed: 0 };
+
+/**
+ * Whether a view change moves the user to a tier with less access (downgrade, grace period, lapse):
+ * the seed's "preserve therapeutic access" moments, timed against their 500 ms budget.
+ */
+export function isDowngrade(prev: UserView, next: UserView): boolean {
+  return ACCESS_RANK[next.tier] < ACCESS_RANK[prev.tier];
 }
 
-/** Whether a view change must go out at once whatever the tier's window. */
+/** Whether a view change must go out at once whatever the tier's window: a crisis or a new tier. */
 export function isUrgent(prev: UserView, next: UserView): boolean {
-  return prev.crisis.active || next.crisis.active || prev.tier !== next.tier || reducesAccess(prev, next);
+  return prev.crisis.active || next.crisis.active || prev.tier !== next.tier;
 }
 
 /** How long the runtime may hold a view change to coalesce it with the next ones. */

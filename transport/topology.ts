@@ -132,17 +132,20 @@ function mutable(c: Partial<ConsumerConfig>): Partial<ConsumerConfig> {
  * message. Run by a node at start: after a crash, JetStream would otherwise redeliver the unacked
  * messages only after `ack_wait`, behind newer ones, and a user must see its events in order.
  * Assumes this node is the lane's only reader (one node per deployment until partitions move).
+ * Returns the highest stream sequence delivered before (0 when nothing was pending): messages up
+ * to it may have been partly processed by the previous reader.
  */
-export async function rewindToAckFloor(jsm: JetStreamManager, t: Topology, lane: Lane): Promise<void> {
+export async function rewindToAckFloor(jsm: JetStreamManager, t: Topology, lane: Lane): Promise<number> {
   const stream = t.streams[lane];
   const info = await jsm.consumers.info(stream, t.consumers[lane]);
-  if (info.num_ack_pending === 0) return;
+  if (info.num_ack_pending === 0) return 0;
   await jsm.consumers.delete(stream, t.consumers[lane]);
   await jsm.consumers.add(stream, {
     ...laneConsumerConfig(t, lane),
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: info.ack_floor.stream_seq + 1,
   });
+  return info.delivered.stream_seq;
 }
 
 /** Handles on what {@link provision} made. */

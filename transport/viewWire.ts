@@ -2,7 +2,9 @@
  * Device views on the wire: the strict schema, msgpack, and deflate for tiers whose sync policy
  * asks for compression (the `Content-Encoding` header says so; crisis views are never compressed).
  */
+import { isDeepStrictEqual } from 'node:util';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { decode as unpack } from '@msgpack/msgpack';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { CodecError, decode, encode } from './codec.ts';
 import { DeviceView } from './schemas.ts';
@@ -30,4 +32,10 @@ export function decodeDeviceView(data: Uint8Array, headers?: MsgHdrs, expected?:
     }
   }
   return decode(DeviceView, body, expected ?? {});
+}
+
+/** Whether two views show a device the same thing, whatever their version and time of issue. */
+export function sameDeviceContent(a: DeviceView, b: DeviceView): boolean {
+  const content = (v: DeviceView) => unpack(encode(DeviceView, { ...v, version: 1, issuedAt: 0 }));
+  return isDeepStrictEqual(content(a), content(b));
 }

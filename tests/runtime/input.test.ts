@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { encode as pack } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { UserEvent, type SafetyPlan } from '../../machines/events.ts';
-import { encode } from '../../transport/codec.ts';
+import { decode, encode } from '../../transport/codec.ts';
+import { Alert } from '../../transport/schemas.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
@@ -93,5 +94,33 @@ describe('safety content', () => {
       ...(await client.deadLetters()).map((l) => JSON.stringify({ ...l, raw: null })).filter((l) => l.includes('Ines')),
     ];
     expect(leaks).toEqual([]);
+  });
+});
+
+describe('seed budgets', () => {
+  it('a crisis slower than 200 ms and a therapeutic-access change slower than 500 ms log a warning and raise an alert', async () => {
+    const { client } = system();
+    const user = 'slow-user';
+    await client.publish(...registerDevices(user, ['phone']), event(user, 'subscription_activated', { subscriptionId: 's', tier: 'premium', at: Date.now() - 10_000 }));
+    await waitFor(async () => (await client.lastView(user, 'phone'))?.tier === 'premium', 'premium');
+    // Source times in the past: each budget runs from the event's time at its source.
+    const failed = event(user, 'payment_failed', { subscriptionId: 's', attemptCount: 1, nextAttemptAt: null, at: Date.now() - 2_000 });
+    const crisis = event(user, 'crisis_button', { at: Date.now() - 1_000 });
+    await client.publish(failed, crisis);
+    const alerts = await waitFor(async () => {
+      const all = await client.readStream(client.topology.streams.alerts, (d) => decode(Alert, d));
+      return all.length >= 2 ? all : undefined;
+    }, 'two alerts');
+    expect(alerts.map((a) => `${a.kind} ${a.eventId}`).sort()).toEqual([`crisis_latency ${crisis.id}`, `therapeutic_latency ${failed.id}`]);
+    expect(alerts.find((a) => a.kind === 'crisis_latency')).toMatchObject({ budgetMs: 200, userId: user });
+    expect(alerts.find((a) => a.kind === 'therapeutic_latency')).toMatchObject({ budgetMs: 500, userId: user });
+    expect(alerts.every((a) => a.latencyMs > a.budgetMs)).toBe(true);
+    const warnings = system().runtime.logs.filter((l) => l.msg === 'seed budget exceeded');
+    expect(warnings.map((w) => w.kind).sort()).toEqual(['crisis_latency', 'therapeutic_latency']);
+
+    // Within budget: no further alert.
+    await client.publish(event(user, 'crisis_resolved', { by: 'clinician' }), event(user, 'crisis_button'));
+    await waitFor(async () => (await client.metrics()).crises >= 2 && (await client.lastView(user, 'phone'))?.crisis.active, 'second crisis');
+    expect(await client.readStream(client.topology.streams.alerts, (d) => decode(Alert, d))).toHaveLength(2);
   });
 });

@@ -81,11 +81,26 @@ class Child {
 
 /** A runtime node process. */
 export class RuntimeProcess extends Child {
-  /** Starts `actors/main.ts` against `natsUrl` and waits until it is consuming. */
-  static async start(natsUrl: string, env: Record<string, string> = {}): Promise<RuntimeProcess> {
-    const p = new RuntimeProcess('actors/main.ts', [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
+  /**
+   * Starts a runtime node against `natsUrl` and waits until it is consuming: `actors/main.ts`, or
+   * `scripts/start.ts` (`npm start`: the node and the HTTP ingress, then ready once it listens).
+   */
+  static async start(
+    natsUrl: string,
+    env: Record<string, string> = {},
+    script: 'actors/main.ts' | 'scripts/start.ts' = 'actors/main.ts',
+  ): Promise<RuntimeProcess> {
+    const p = new RuntimeProcess(script, [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
     await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
+    if (script === 'scripts/start.ts') await p.waitForLine((l) => l.includes('ingress listening'), 'ingress listening');
     return p;
+  }
+
+  /** The ingress's HTTP port (from its log), when started by `scripts/start.ts`. */
+  get httpPort(): number {
+    const line = this.logs.find((l) => l.msg === 'ingress listening');
+    if (!line) throw new Error('no ingress in this process');
+    return line.port as number;
   }
 
   /** Log records (pino JSON lines) the node wrote. */
@@ -111,6 +126,12 @@ export interface AppliedView {
   crisisLevel: string | null;
   features: string[];
   priority: string;
+  trialEndsAt: DeviceView['trialEndsAt'];
+  gracePeriod: DeviceView['gracePeriod'];
+  crisisSince: DeviceView['crisis']['since'];
+  presentation: DeviceView['crisis']['presentation'];
+  disabledFeatures: DeviceView['features']['disabled'];
+  sync: DeviceView['sync'];
   safetyPlan: boolean;
   contacts: number;
   /** sha256 (16 hex) of the view's safety content. */

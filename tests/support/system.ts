@@ -18,13 +18,16 @@ export interface System {
   restartRuntime(options?: { crash?: boolean; env?: Record<string, string>; before?: () => Promise<void> }): Promise<RuntimeProcess>;
 }
 
-/** Starts a system in `beforeAll` with runtime environment `env`; returns an accessor. */
-export function useSystem(env: Record<string, string> = {}): () => System {
+/**
+ * Starts a system in `beforeAll` with runtime environment `env` (`script`: run `npm start`'s
+ * `scripts/start.ts`, node and ingress, instead of the bare node); returns an accessor.
+ */
+export function useSystem(env: Record<string, string> = {}, options: { script?: 'actors/main.ts' | 'scripts/start.ts' } = {}): () => System {
   let system: System | undefined;
   const deviceProcesses: DeviceProcess[] = [];
   beforeAll(async () => {
     const nats = await startNatsServer();
-    const runtime = await RuntimeProcess.start(nats.url, env);
+    const runtime = await RuntimeProcess.start(nats.url, env, options.script);
     const client = await TestClient.connect(nats.url);
     system = {
       nats,
@@ -35,10 +38,10 @@ export function useSystem(env: Record<string, string> = {}): () => System {
         deviceProcesses.push(p);
         return p;
       },
-      async restartRuntime(options = {}) {
-        await (options.crash ? system!.runtime.crash() : system!.runtime.stop());
-        await options.before?.();
-        system!.runtime = await RuntimeProcess.start(nats.url, { ...env, ...options.env });
+      async restartRuntime(restart = {}) {
+        await (restart.crash ? system!.runtime.crash() : system!.runtime.stop());
+        await restart.before?.();
+        system!.runtime = await RuntimeProcess.start(nats.url, { ...env, ...restart.env }, options.script);
         return system!.runtime;
       },
     };
