@@ -86,5 +86,5 @@ export class RuntimeMetrics {
   }
 }
 
-/** Plain-data form of the metrics. */
-export type MetricsSnapshot = ReturnType<RuntimeMetrics['snapshot']>;
+/** Plain-data form of the metrics, as a node answers `fm.ctl.metrics` (with its memory use). */
+export type MetricsSnapshot = ReturnType<RuntimeMetrics['snapshot']> & { nodeId: string; heapUsed: number; rss: number };

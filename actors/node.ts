@@ -92,7 +92,10 @@ export class RuntimeNode implements ActorHost {
     await this.deadlines.start();
     this.control = this.nc.subscribe(topology.subjects.control('metrics'), {
       callback: (_err, msg) => {
-        msg.respond(JSON.stringify({ nodeId: config.nodeId, ...this.metrics.snapshot() }));
+        // `gc` asks for a collection first (when run with --expose-gc): for heap measurements.
+        if (msg.string() === 'gc') (globalThis as { gc?: () => void }).gc?.();
+        const { heapUsed, rss } = process.memoryUsage();
+        msg.respond(JSON.stringify({ nodeId: config.nodeId, ...this.metrics.snapshot(), heapUsed, rss }));
       },
     });
     this.sweeper = setInterval(() => this.sweep(), config.sweepMs);

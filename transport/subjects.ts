@@ -25,8 +25,11 @@ export interface ParsedEventSubject {
 /** The subjects of one deployment. */
 export interface Subjects {
   readonly prefix: string;
-  /** `fm.evt.<userId>.<type>` or `fm.crisis.<userId>.<type>`, by the type's lane. */
-  event(userId: string, type: UserEventType): string;
+  /**
+   * `fm.evt.<userId>.<type>` or `fm.crisis.<userId>.<type>`, by the type's lane unless `lane` says
+   * otherwise (the bench sends crisis events down the normal lane to measure what the lane buys).
+   */
+  event(userId: string, type: UserEventType, lane?: Lane): string;
   /** `fm.view.<userId>.<deviceId>`: last value per subject. */
   view(userId: string, deviceId: string): string;
   /** `fm.audit.<userId>`. */
@@ -59,7 +62,7 @@ const LANE_TOKEN: Readonly<Record<Lane, string>> = { normal: 'evt', crisis: 'cri
 export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
   return {
     prefix,
-    event: (userId, type) => `${prefix}.${LANE_TOKEN[laneOf(type)]}.${userId}.${type}`,
+    event: (userId, type, lane = laneOf(type)) => `${prefix}.${LANE_TOKEN[lane]}.${userId}.${type}`,
     view: (userId, deviceId) => `${prefix}.view.${userId}.${deviceId}`,
     audit: (userId) => `${prefix}.audit.${userId}`,
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
