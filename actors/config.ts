@@ -88,5 +88,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     idleMs: int(env.FM_IDLE_MS) ?? d.idleMs,
     maxResident: int(env.FM_MAX_RESIDENT) ?? d.maxResident,
     sweepMs: int(env.FM_SWEEP_MS) ?? d.sweepMs,
+    normalConcurrency: int(env.FM_NORMAL_CONCURRENCY) ?? d.normalConcurrency,
   };
 }

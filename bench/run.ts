@@ -27,6 +27,8 @@ import type { AppliedRow } from './devices.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const quick = process.argv.includes('--quick');
+/** `--profile`: the throughput run's runtime writes a CPU profile to bench/results/ (`node --cpu-prof`). */
+const profile = process.argv.includes('--profile');
 
 /** Sizes of a run. */
 const SIZE = quick
@@ -74,8 +76,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** The runtime node as its own process; ready once it answers a metrics request. */
-async function startRuntime(nc: NatsConnection, url: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = forkTs('actors/main.ts', { NATS_URL: url, LOG_LEVEL: 'warn', ...env }, ['--expose-gc']);
+async function startRuntime(nc: NatsConnection, url: string, env: Record<string, string>, cpuProfile = false): Promise<ChildProcess> {
+  const execArgv = ['--expose-gc', ...(cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results')}`] : [])];
+  const child = forkTs('actors/main.ts', { NATS_URL: url, LOG_LEVEL: 'warn', ...env }, execArgv);
   for (let i = 0; ; i++) {
     try {
       await metrics(nc);
@@ -283,16 +286,23 @@ async function main(): Promise<void> {
     results.transport_limit_eps = Math.round(await transportLimit(nc, url));
 
     // Throughput and crisis latency: premium users with three devices each.
-    let runtime = await startRuntime(nc, url, {});
+    let runtime = await startRuntime(nc, url, {}, profile);
     children.push(runtime);
+    // The crisis users' devices and their crisis button are their own clients, as on real phones:
+    // a device never shares a connection with other users' devices.
     const watch = await DeviceWatch.start(url);
+    const crisisWatch = await DeviceWatch.start(url);
+    const buttonNc = await connectNats({ servers: url, name: 'bench-crisis-button' });
+    const buttons = jetstream(buttonNc);
     const loadUsers = Array.from({ length: SIZE.inFlight }, (_, i) => `load-${String(i).padStart(5, '0')}`);
     const crisisUsers = Array.from({ length: SIZE.crisisUsers }, (_, i) => `crisis-${String(i).padStart(4, '0')}`);
     progress('registering devices');
-    await watch.add([...loadUsers, ...crisisUsers]);
+    await watch.add(loadUsers);
+    await crisisWatch.add(crisisUsers);
+    const watchOf = (u: string) => (u.startsWith('crisis-') ? crisisWatch : watch);
     await Promise.all(
       [...loadUsers, ...crisisUsers].map(async (u) => {
-        const premium = watch.until(u, (row) => row[3] === 'premium');
+        const premium = watchOf(u).until(u, (row) => row[3] === 'premium');
         for (const d of DEVICES) await publish(js, event(u, 'device_registered', { deviceId: d, platform: 'ios' }));
         await publish(js, event(u, 'subscription_activated', { subscriptionId: `sub_${u}`, tier: 'premium' }));
         await premium;
@@ -300,8 +310,8 @@ async function main(): Promise<void> {
     );
 
     progress('crisis, idle');
-    const idle = await sampleCrises(js, watch, crisisUsers.slice(0, 30), () => true, 'crisis');
-    await resolveCrises(js, watch, idle.used);
+    const idle = await sampleCrises(buttons, crisisWatch, crisisUsers.slice(0, 30), () => true, 'crisis');
+    await resolveCrises(buttons, crisisWatch, idle.used);
     results.crisis_idle_p99_ms = ms(idle.latency, 99);
 
     // Each load event flips its user's tier, so every one of them changes the view.
@@ -320,7 +330,7 @@ async function main(): Promise<void> {
           await applied;
         },
         async () => {
-          crisisRun = await sampleCrises(js, watch, crisisUsers, () => running, lane);
+          crisisRun = await sampleCrises(buttons, crisisWatch, crisisUsers, () => running, lane);
         },
       ).then((value) => {
         running = false;
@@ -330,7 +340,7 @@ async function main(): Promise<void> {
     };
     // The samples stop when the window closes; give them a moment to land.
     const saturated = await planChange('crisis');
-    await resolveCrises(js, watch, saturated.crisis.used);
+    await resolveCrises(buttons, crisisWatch, saturated.crisis.used);
     results.runtime_eps = Math.round(saturated.eps);
     results.runtime_vs_limit = Math.round((saturated.eps / (results.transport_limit_eps as number)) * 100) / 100;
     results.crisis_p50_ms = ms(saturated.crisis.latency, 50);
@@ -338,7 +348,7 @@ async function main(): Promise<void> {
     results.crisis_max_ms = Math.round(saturated.crisis.latency.maxValue / 10) / 100;
     results.crisis_samples = saturated.crisis.latency.totalCount;
     const fifo = await planChange('normal');
-    await resolveCrises(js, watch, fifo.crisis.used);
+    await resolveCrises(buttons, crisisWatch, fifo.crisis.used);
     results.fifo_crisis_p99_ms = ms(fifo.crisis.latency, 99);
     results.fifo_runtime_eps = Math.round(fifo.eps);
 
@@ -360,7 +370,7 @@ async function main(): Promise<void> {
     }
     results.activation_p99_ms = ms(activation, 99);
     results.activation_p50_ms = ms(activation, 50);
-    await watch.stop();
+    await Promise.all([watch.stop(), crisisWatch.stop(), drainNats(buttonNc)]);
 
     // Memory: users made resident, heap measured after a full collection before and after.
     await stopChild(runtime);

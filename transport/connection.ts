@@ -26,6 +26,9 @@ export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
     pingInterval: 10_000,
+    // Each request would otherwise build two Error objects with stack traces up front, for a
+    // timeout that almost never happens: a tenth of the runtime's CPU at full load (bench profile).
+    noAsyncTraces: true,
   });
 }
 
