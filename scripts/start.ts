@@ -1,7 +1,8 @@
 /**
  * `npm start`: the main job on an embedded default. Starts nats-server from nats.conf (store under
  * the project's .data/, unless NATS_URL points at a server already running), one runtime node, and
- * the HTTP ingress beside it (Stripe webhooks, /healthz, /metrics on PORT, 8080 by default);
+ * the HTTP ingress beside it (Stripe webhooks, /healthz, /metrics on PORT, 8080 by default, and the
+ * clinician viewer at /viewer behind CLINICIAN_TOKEN);
  * Ctrl-C stops them cleanly in reverse order.
  */
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,8 @@ import { stopOnSignals } from '../actors/shutdown.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { parsePriceTiers, startIngress, type Ingress } from '../transport/ingress.ts';
 import { parseSecrets } from '../transport/stripeWebhook.ts';
+import { userMachine } from '../machines/userMachine.ts';
+import { createViewer } from '../viewer/routes.ts';
 import { startNatsProcess, type NatsProcess } from './natsProcess.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -34,6 +37,14 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
   const secrets = parseSecrets(env.STRIPE_WEBHOOK_SECRET);
   if (secrets.length === 0) log.warn('STRIPE_WEBHOOK_SECRET is not set: every webhook will be refused');
   const nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/ingress` });
+  const viewerNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/viewer` });
+  const viewer = await createViewer({
+    nc: viewerNc,
+    topology: node.topology,
+    token: env.CLINICIAN_TOKEN,
+    machine: userMachine,
+    log: createLogger({ component: 'viewer' }),
+  });
   const ingress = await startIngress({
     nc,
     topology: node.topology,
@@ -42,6 +53,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
     priceTiers: parsePriceTiers(env.STRIPE_PRICE_TIERS),
     log,
     runtimeMetrics: () => node.metrics.snapshot(),
+    routes: viewer,
   });
   return {
     node,
@@ -49,6 +61,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
     nats,
     async stop() {
       await ingress.stop();
+      await drainNats(viewerNc);
       await drainNats(nc);
       await node.stop();
       await nats?.terminate();

@@ -1,5 +1,6 @@
 /**
- * The HTTP ingress: Stripe webhooks in, health and metrics out.
+ * The HTTP ingress: Stripe webhooks in, health and metrics out; other routes (the clinician
+ * viewer) can be served on the same port through the `routes` option.
  *
  * `POST /webhooks/stripe` answers 2xx only once JetStream stored the mapped event (Stripe retries
  * anything else for days, so nothing is lost): 400 with a short reason for a bad signature, a stale
@@ -43,6 +44,16 @@ export interface IngressOptions {
   /** Counters of the runtime node in the same process, exported on /metrics with the ingress's own. */
   runtimeMetrics?: () => Record<string, unknown>;
   maxBodyBytes?: number;
+  /** More routes served on the same port (the clinician viewer), tried before the 404. */
+  routes?: ExtraRoutes;
+}
+
+/** Routes served beside the ingress's own. */
+export interface ExtraRoutes {
+  /** Handles the request when it is one of its routes; `false` leaves it to the ingress. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Ends long-lived responses before the server closes. */
+  close(): Promise<void>;
 }
 
 /** A running ingress. */
@@ -75,7 +86,7 @@ export async function startIngress(options: IngressOptions): Promise<Ingress> {
   const handler = new WebhookHandler(options, js, directory, metrics);
 
   const server = createServer((req, res) => {
-    route(req, res, handler, nc, jsm, topology, metrics.registry).catch((err: Error) => {
+    route(req, res, handler, nc, jsm, topology, metrics.registry, options.routes).catch((err: Error) => {
       log.error({ err: err.message, path: req.url }, 'request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });
     });
@@ -87,6 +98,7 @@ export async function startIngress(options: IngressOptions): Promise<Ingress> {
     port,
     server,
     async stop() {
+      await options.routes?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await directory.stop();
     },
@@ -101,6 +113,7 @@ async function route(
   jsm: JetStreamManager,
   topology: Topology,
   registry: Registry,
+  extra: ExtraRoutes | undefined,
 ): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://ingress').pathname;
   if (req.method === 'POST' && path === '/webhooks/stripe') return webhooks.handle(req, res);
@@ -114,6 +127,7 @@ async function route(
     res.end(await registry.metrics());
     return;
   }
+  if (extra && (await extra.handle(req, res))) return;
   reply(res, 404, { error: 'not found' });
 }
 

@@ -89,8 +89,8 @@ describe('safety content', () => {
     const audit = await client.audit();
     expect(audit.some((a) => a.userId === user && a.eventType === 'crisis_button')).toBe(true);
     const leaks = [
-      ...system().runtime.lines.filter((l) => l.includes('Ines') || l.includes('555')),
-      ...audit.map((a) => JSON.stringify(a)).filter((a) => a.includes('Ines') || a.includes('555')),
+      ...system().runtime.lines.filter((l) => l.includes('Ines') || l.includes('555 0199') || l.includes('555-0199')),
+      ...audit.map((a) => JSON.stringify(a)).filter((a) => a.includes('Ines') || a.includes('555 0199') || a.includes('555-0199')),
       ...(await client.deadLetters()).map((l) => JSON.stringify({ ...l, raw: null })).filter((l) => l.includes('Ines')),
     ];
     expect(leaks).toEqual([]);
