@@ -56,7 +56,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   idleMs: 60_000,
   maxResident: 200_000,
   sweepMs: 1_000,
-  normalConcurrency: 256,
+  normalConcurrency: 32,
   maxBatch: 64,
   crisisBudgetMs: 200,
   therapeuticBudgetMs: 500,
