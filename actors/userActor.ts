@@ -22,7 +22,7 @@ import type { Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
 import type { Publisher } from './publisher.ts';
 import { retry } from './retry.ts';
-import { FencedError, type UserStore } from './userStore.ts';
+import { FencedError, type Outbox, type UserRecord, type UserStore } from './userStore.ts';
 
 /** What a user actor needs from its node. */
 export interface ActorHost {
@@ -70,6 +70,8 @@ export class UserActor {
   private lastSeq: Record<Lane, number> = { ...NO_SEQ };
   private revision = 0;
   private committed!: Committed;
+  /** The record loaded at activation, until the first commit: its outbox may be unpublished. */
+  private unfinished: UserRecord | null = null;
   private readonly crisisQueue: Delivery[] = [];
   private readonly normalQueue: Delivery[] = [];
   /** Delivered since the last commit, acknowledged by the next one. */
@@ -140,6 +142,7 @@ export class UserActor {
       this.safety = record.safety;
       this.viewVersion = record.viewVersion;
       this.lastSeq = record.lastSeq;
+      this.unfinished = record.outbox ? record : null;
     } else {
       const first = this.crisisQueue[0] ?? this.normalQueue[0];
       this.state = createUserState(this.userId, first?.event.at ?? Date.now(), machine);
@@ -244,6 +247,9 @@ export class UserActor {
       const checked = [...new Set([...known, ...devices])];
       const stored = await retry(() => publisher.lastViews(this.userId, checked), this.host);
       const sent = Math.max(0, ...stored.map((v) => v?.version ?? 0));
+      // The loaded record's own output may not have landed either: finish it (views only if the
+      // devices do not hold them yet; audit records are deduplicated by id).
+      await this.resumeOutbox(publisher, sent < this.viewVersion);
       if (sent > this.viewVersion) {
         metrics.orphanedViews++;
         this.viewVersion = sent;
@@ -259,28 +265,28 @@ export class UserActor {
     const removed = known.filter((d) => !devices.includes(d));
     if (changed) this.viewVersion++;
     const targets = changed ? devices : devices.filter((d) => !known.includes(d));
-    const views = targets.map((deviceId) => this.deviceView(deviceId, next));
+    const views = targets;
     for (const a of audits) a.viewVersion = changed ? this.viewVersion : null;
 
-    await retry(
-      () =>
-        Promise.all([
-          publisher.views(views, compressView(next, config.delivery)),
-          publisher.purgeViews(this.userId, removed),
-          publisher.audit(audits),
-        ]),
-      this.host,
-    );
-    metrics.viewsPublished += views.length;
-    this.observeLatency(batch, prev, next);
-
-    const record = {
+    const record: UserRecord = {
       state: toPersisted(this.state),
       safety: this.safety,
       viewVersion: this.viewVersion,
       lastSeq: { ...this.lastSeq },
     };
-    this.revision = await retry(() => store.save(this.userId, record, this.revision), this.host);
+    if (views.length || audits.length || removed.length) record.outbox = { viewDevices: targets, audits, removed };
+    // The output and the record go out together (one round trip instead of two): the outbox in the
+    // record lets the next owner finish a commit that died between the two (see `resumeOutbox`).
+    const output = { viewDevices: targets, audits, removed };
+    const [, revision] = await Promise.all([
+      retry(() => this.publish(publisher, output, next, this.viewVersion, this.safety), this.host),
+      retry(() => store.save(this.userId, record, this.revision), this.host),
+    ]);
+    this.revision = revision;
+    this.unfinished = null;
+    metrics.viewsPublished += views.length;
+    this.observeLatency(batch, prev, next);
+
     const deadline = pendingDeadline(snapshot);
     if (!deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
       await retry(() => deadlines.set(this.userId, deadline), this.host);
@@ -297,15 +303,38 @@ export class UserActor {
     metrics.commits++;
   }
 
-  private deviceView(deviceId: string, view: UserView): DeviceView {
+  /** Publishes a commit's output: the view to `viewDevices`, audit records, purges. */
+  private async publish(publisher: Publisher, out: Outbox, view: UserView, version: number, safety: SafetyContent): Promise<void> {
+    const views = out.viewDevices.map((deviceId) => this.deviceView(deviceId, view, version, safety));
+    await Promise.all([
+      publisher.views(views, compressView(view, this.host.config.delivery)),
+      publisher.purgeViews(this.userId, out.removed),
+      publisher.audit(out.audits),
+    ]);
+  }
+
+  /**
+   * Publishes again what the commit that saved the loaded record published: the node that saved it
+   * may have died before its output was stored. Idempotent (same view version, audit ids deduped).
+   */
+  private async resumeOutbox(publisher: Publisher, withViews: boolean): Promise<void> {
+    const record = this.unfinished;
+    if (!record?.outbox) return;
+    this.unfinished = null;
+    const out = withViews ? record.outbox : { ...record.outbox, viewDevices: [] };
+    const view = deriveView(fromPersisted(record.state, this.host.machine).snapshot);
+    await retry(() => this.publish(publisher, out, view, record.viewVersion, record.safety), this.host);
+  }
+
+  private deviceView(deviceId: string, view: UserView, version = this.viewVersion, safety = this.safety): DeviceView {
     return {
       userId: this.userId,
       deviceId,
-      version: this.viewVersion,
+      version,
       issuedAt: Date.now(),
       ...view,
       crisisLines: this.host.config.crisisLines,
-      safety: this.safety,
+      safety,
     };
   }
 

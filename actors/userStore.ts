@@ -8,6 +8,7 @@ import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { SafetyContent } from '../machines/safety.ts';
 import type { PersistedUserState } from '../machines/userState.ts';
+import type { AuditRecord } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 
 /** What is stored per user. */
@@ -19,6 +20,21 @@ export interface UserRecord {
   viewVersion: number;
   /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
   lastSeq: Record<Lane, number>;
+  /**
+   * What the commit that wrote this record publishes (views, audit records, purges), saved at the
+   * same time as it is published: if the node dies between the two, the next owner publishes it
+   * again from here (see `UserActor`). Absent when the commit published nothing.
+   */
+  outbox?: Outbox;
+}
+
+/** A commit's output, enough to publish it again: views are rebuilt from the record's state. */
+export interface Outbox {
+  /** Devices that were sent the record's view, at `viewVersion`. */
+  viewDevices: string[];
+  audits: AuditRecord[];
+  /** Devices whose last view was purged (they left the account). */
+  removed: string[];
 }
 
 /** A record and the KV revision it was read at (0: the user has no record yet). */
