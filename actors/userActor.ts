@@ -223,7 +223,7 @@ export class UserActor {
     clearTimeout(this.parked);
     this.parked = undefined;
     this.commitDue = false;
-    const { config, store, deadlines, metrics } = this.host;
+    const { store, deadlines, metrics } = this.host;
     const batch = this.batch;
     const audits = this.audits;
     const rejections = this.rejections;
@@ -265,7 +265,6 @@ export class UserActor {
     const removed = known.filter((d) => !devices.includes(d));
     if (changed) this.viewVersion++;
     const targets = changed ? devices : devices.filter((d) => !known.includes(d));
-    const views = targets;
     for (const a of audits) a.viewVersion = changed ? this.viewVersion : null;
 
     const record: UserRecord = {
@@ -274,17 +273,17 @@ export class UserActor {
       viewVersion: this.viewVersion,
       lastSeq: { ...this.lastSeq },
     };
-    if (views.length || audits.length || removed.length) record.outbox = { viewDevices: targets, audits, removed };
+    const output: Outbox = { viewDevices: targets, audits, removed };
+    if (targets.length || audits.length || removed.length) record.outbox = output;
     // The output and the record go out together (one round trip instead of two): the outbox in the
     // record lets the next owner finish a commit that died between the two (see `resumeOutbox`).
-    const output = { viewDevices: targets, audits, removed };
     const [, revision] = await Promise.all([
       retry(() => this.publish(publisher, output, next, this.viewVersion, this.safety), this.host),
       retry(() => store.save(this.userId, record, this.revision), this.host),
     ]);
     this.revision = revision;
     this.unfinished = null;
-    metrics.viewsPublished += views.length;
+    metrics.viewsPublished += targets.length;
     this.observeLatency(batch, prev, next);
 
     const deadline = pendingDeadline(snapshot);

@@ -7,7 +7,7 @@ import type { UserEvent } from '../../machines/events.ts';
 import type { PaidTier, SubscriptionState } from '../../machines/features.ts';
 import { DEFAULT_POLICY } from '../../machines/policy.ts';
 import { createUserMachine } from '../../machines/userMachine.ts';
-import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../../machines/userState.ts';
+import { applyEvent, fromPersisted, toPersisted, type UserState } from '../../machines/userState.ts';
 import {
   applyAll,
   BASELINE,
