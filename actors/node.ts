@@ -150,24 +150,28 @@ export class RuntimeNode implements ActorHost {
 
   private reject(m: JsMsg, reason: DeadLetterReason, detail: string): void {
     this.metrics.deadLetters++;
-    this.log.warn({ subject: m.subject, seq: m.seq, reason, detail }, 'dead letter');
-    const letter = deadLetter(this.topology.subjects, { reason, detail, subject: m.subject, raw: m.data, receivedAt: Date.now() });
-    retry(() => this.publisher.deadLetter(letter), this)
-      .then(() => m.ack())
-      .catch(() => m.nak());
+    this.storeDeadLetter(reason, detail, m.subject, m.data, { seq: m.seq }).then(
+      () => m.ack(),
+      () => m.nak(),
+    );
   }
 
   /** @inheritdoc */
   deadLetterEvent(event: UserEvent, detail: string): Promise<void> {
     const subject = this.topology.subjects.event(event.userId, event.type);
-    this.log.warn({ subject, eventId: event.id, reason: 'rejected', detail }, 'dead letter');
-    const letter = deadLetter(this.topology.subjects, {
-      reason: 'rejected',
-      detail,
-      subject,
-      raw: encode(UserEvent, event),
-      receivedAt: Date.now(),
-    });
+    return this.storeDeadLetter('rejected', detail, subject, encode(UserEvent, event), { eventId: event.id });
+  }
+
+  /** Logs and stores a dead letter (its body redacted when it may be personal); retries until stored. */
+  private storeDeadLetter(
+    reason: DeadLetterReason,
+    detail: string,
+    subject: string,
+    raw: Uint8Array,
+    ids: { seq?: number; eventId?: string },
+  ): Promise<void> {
+    this.log.warn({ subject, ...ids, reason, detail }, 'dead letter');
+    const letter = deadLetter(this.topology.subjects, { reason, detail, subject, raw, receivedAt: Date.now() });
     return retry(() => this.publisher.deadLetter(letter), this);
   }
 
@@ -246,11 +250,6 @@ export class RuntimeNode implements ActorHost {
   private countResidents(): void {
     this.metrics.residents = this.residents.size;
     this.metrics.residentsPeak = Math.max(this.metrics.residentsPeak, this.residents.size);
-  }
-
-  /** Users resident now. */
-  get residentCount(): number {
-    return this.residents.size;
   }
 
   /** Stops consuming, lets users finish what they are committing, and drains the connections. */

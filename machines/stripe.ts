@@ -67,7 +67,7 @@ export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingO
     return isInvoice ? { kind: 'ignored', reason: 'invoice without subscription' } : rejected('malformed', 'subscription id missing');
   }
   const userId = userIdOf(object, isInvoice) ?? options.customerUserId;
-  if (!userId) return rejected('unknown_user', `no user_id metadata and no mapping for customer ${idOf(object.customer) ?? '?'}`);
+  if (!userId) return rejected('unknown_user', `no user_id metadata and no mapping for customer ${customerIdOf(stripeEvent) ?? '?'}`);
 
   const base = { id, userId, at: created * 1000, subscriptionId };
   switch (type) {
@@ -106,6 +106,11 @@ export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingO
 }
 
 /** Validates the mapped event, so a user_id unfit for a subject is rejected here, not on the wire. */
+/** The Stripe customer id a webhook's object names (an id, or an expanded customer), if any. */
+export function customerIdOf(event: StripeEvent): string | undefined {
+  return idOf(event.data?.object?.customer);
+}
+
 function event(e: NormalLaneEvent): StripeMapping {
   const parsed = NormalLaneEvent.safeParse(e);
   if (!parsed.success) {

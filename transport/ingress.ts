@@ -16,7 +16,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PaidTier } from '../machines/features.ts';
-import { mapStripeEvent, type StripeEvent } from '../machines/stripe.ts';
+import { customerIdOf, mapStripeEvent, type StripeEvent } from '../machines/stripe.ts';
 import { encode } from './codec.ts';
 import { CustomerDirectory } from './customerDirectory.ts';
 import { deadLetter } from './deadLetters.ts';
@@ -221,7 +221,7 @@ class WebhookHandler {
     const ids = { stripeEventId: stripeEvent.id, stripeType: stripeEvent.type };
     let mapping = mapStripeEvent(stripeEvent, { priceTiers });
     if (mapping.kind === 'rejected' && mapping.reason === 'unknown_user') {
-      const customerId = customerOf(stripeEvent);
+      const customerId = customerIdOf(stripeEvent);
       const userId = customerId && (await this.directory.userOf(customerId));
       if (userId) mapping = mapStripeEvent(stripeEvent, { priceTiers, customerUserId: userId });
     }
@@ -264,11 +264,4 @@ class WebhookHandler {
     });
     await this.js.publish(topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter), { msgID: `dlq:${event.id}` });
   }
-}
-
-function customerOf(event: StripeEvent): string | undefined {
-  const customer = event.data.object.customer;
-  if (typeof customer === 'string') return customer;
-  if (customer && typeof customer === 'object' && typeof (customer as { id?: unknown }).id === 'string') return (customer as { id: string }).id;
-  return undefined;
 }

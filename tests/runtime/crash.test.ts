@@ -15,7 +15,6 @@ import { AuditRecord, type DeviceView } from '../../transport/schemas.ts';
 import { encodeDeviceView } from '../../transport/viewWire.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
-import { readWholeStream } from '../support/streams.ts';
 import { useSystem } from '../support/system.ts';
 
 const system = useSystem();
@@ -212,7 +211,7 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
     expect(after.deadLetters).toBe(0);
 
     // One audit record per transition of the fold, in order, none twice.
-    const audit = await readWholeStream(client, client.topology.streams.audit, (d) => decode(AuditRecord, d));
+    const audit = await client.readStream(client.topology.streams.audit, (d) => decode(AuditRecord, d));
     const ids = audit.map((a) => a.eventId);
     expect(new Set(ids).size).toBe(ids.length);
     expect(audit).toHaveLength(users.reduce((sum, u) => sum + expected.get(u)!.transitions.length, 0));

@@ -12,7 +12,6 @@ import { decode } from '../../transport/codec.ts';
 import { AuditRecord } from '../../transport/schemas.ts';
 import { CRISIS_FEATURES, event, registerDevices } from '../support/events.ts';
 import { waitFor, type AppliedView } from '../support/processes.ts';
-import { readWholeStream } from '../support/streams.ts';
 import { useSystem } from '../support/system.ts';
 
 const system = useSystem();
@@ -124,7 +123,7 @@ describe('priority: a crisis event overtakes a queued normal backlog', () => {
     expect(drained.duplicates + drained.stale).toBe(0);
 
     // Audit: the crisis was recorded while normal events queued before it were still being applied.
-    const audits = await readWholeStream(client, client.topology.streams.audit, (d) => decode(AuditRecord, d));
+    const audits = await client.readStream(client.topology.streams.audit, (d) => decode(AuditRecord, d));
     const crisisAudit = audits.filter((a) => a.eventId === crisis.id);
     expect(crisisAudit).toHaveLength(1);
     const normal = audits.filter((a) => a.userId.startsWith('bl-'));

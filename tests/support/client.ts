@@ -51,13 +51,20 @@ export class TestClient {
     return JSON.parse(new TextDecoder().decode(reply.data)) as MetricsSnapshot;
   }
 
-  /** Every message of a stream, decoded by `read`. */
+  /** Every message of a stream stored when the call starts, in order, decoded by `read` (one ordered consumer). */
   async readStream<T>(stream: string, read: (data: Uint8Array) => T): Promise<T[]> {
     const info = await this.jsm.streams.info(stream);
+    if (info.state.messages === 0) return [];
+    const messages = await (await this.js.consumers.get(stream, {})).consume({ max_messages: 1_024 });
     const out: T[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-      const m = await this.jsm.streams.getMessage(stream, { seq }).catch(() => null);
-      if (m) out.push(read(m.data));
+    try {
+      for await (const m of messages) {
+        // A plain copy: the consumer hands out Buffer views, a stored-message get plain bytes.
+        out.push(read(Uint8Array.from(m.data)));
+        if (m.seq >= info.state.last_seq) break;
+      }
+    } finally {
+      messages.stop();
     }
     return out;
   }
