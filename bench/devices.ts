@@ -4,7 +4,7 @@
  * back in batches as `[userId, deviceId, version, tier, crisis, appliedAt]` rows, where
  * `appliedAt` is a high-resolution wall-clock time comparable across the bench's processes.
  */
-import { DeviceActor } from '../actors/deviceActor.ts';
+import { DeviceActor } from '../clients/deviceActor.ts';
 import { connectNats } from '../transport/connection.ts';
 
 /** One applied view. */

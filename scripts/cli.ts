@@ -20,9 +20,9 @@ import { deriveView } from '../machines/deviceView.ts';
 import { fromPersisted } from '../machines/userState.ts';
 import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
-import { FullmindPublisher, PublishError, type EventDraft } from '../transport/publisherClient.ts';
+import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
 import { AuditRecord } from '../transport/schemas.ts';
-import { parseSecrets } from '../transport/stripeWebhook.ts';
+import { parseSecrets } from '../ingress/stripeWebhook.ts';
 import { createTopology } from '../transport/topology.ts';
 import { decodeDeviceView } from '../transport/viewWire.ts';
 

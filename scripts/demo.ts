@@ -5,7 +5,7 @@
  * nats://127.0.0.1:4222), otherwise starts the same embedded system itself and stops it after.
  */
 import { jetstream } from '@nats-io/jetstream';
-import { DeviceActor } from '../actors/deviceActor.ts';
+import { DeviceActor } from '../clients/deviceActor.ts';
 import type { EventOf, UserEvent, UserEventType } from '../machines/events.ts';
 import { connectNats, DEFAULT_NATS_URL, drainNats } from '../transport/connection.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';

@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { AnyStateMachine } from 'xstate';
 import { SubjectToken } from '../machines/events.ts';
 import type { Topology } from '../transport/topology.ts';
+import { readBody, type HttpRoutes } from '../ingress/http.ts';
 import { ClinicianAuth } from './auth.ts';
 import { ViewerData, type LiveEvent } from './data.ts';
 import { layoutStatechart, renderStatechartSvg, STATECHART_CSS, statechartGraph } from './statechart.ts';
@@ -39,14 +40,6 @@ export interface ViewerOptions {
   log: Logger;
   /** Interval of the keep-alive comments on live feeds. */
   heartbeatMs?: number;
-}
-
-/** HTTP routes the ingress serves beside its own. */
-export interface HttpRoutes {
-  /** Handles the request when it is one of these routes; `false` leaves it to the caller. */
-  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
-  /** Ends long-lived responses (live feeds), so the server can close. */
-  close(): Promise<void>;
 }
 
 const asset = (name: string) => readFileSync(new URL(name, import.meta.url), 'utf8');
@@ -207,14 +200,8 @@ function safeDecode(component: string): string | null {
 async function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
   const type = req.headers['content-type'] ?? '';
   if (!type.startsWith('application/x-www-form-urlencoded')) return null;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_FORM_BYTES) return null;
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const body = await readBody(req, MAX_FORM_BYTES);
+  return body && new URLSearchParams(body.toString('utf8'));
 }
 
 function loginPage(message?: string): string {

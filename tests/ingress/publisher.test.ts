@@ -3,7 +3,7 @@
  * use. Invalid events never leave it; a flagged assessment reaches the crisis lane and every device.
  */
 import { describe, expect, it } from 'vitest';
-import { PublishError, FullmindPublisher } from '../../transport/publisherClient.ts';
+import { PublishError, FullmindPublisher } from '../../clients/publisher.ts';
 import { CRISIS_FEATURES } from '../support/events.ts';
 import { useSystem } from '../support/system.ts';
 

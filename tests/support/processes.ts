@@ -1,6 +1,6 @@
 /**
  * Real processes for integration tests: a runtime node (`actors/main.ts`) and device processes
- * (`actors/devicesMain.ts`), each its own Node.js process talking to the test's nats-server.
+ * (`clients/devicesMain.ts`), each its own Node.js process talking to the test's nats-server.
  * Device processes print one JSON line per applied view; this harness keeps them per device.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -147,7 +147,7 @@ export class DeviceProcess extends Child {
 
   /** Starts device actors for `user:device` pairs and waits until they are consuming. */
   static async start(natsUrl: string, devices: string[], env: Record<string, string> = {}): Promise<DeviceProcess> {
-    const p: DeviceProcess = new DeviceProcess('actors/devicesMain.ts', devices, { NATS_URL: natsUrl, ...env }, (line) => {
+    const p: DeviceProcess = new DeviceProcess('clients/devicesMain.ts', devices, { NATS_URL: natsUrl, ...env }, (line) => {
       const record = JSON.parse(line) as { applied?: boolean } & AppliedView;
       if (!record.applied) return;
       const key = `${record.userId}:${record.deviceId}`;

@@ -1,5 +1,5 @@
 /**
- * A device process hosting one or more device actors: `node actors/devicesMain.ts user:device …`.
+ * A device process hosting one or more device actors: `node clients/devicesMain.ts user:device …`.
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety content),
  * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.

@@ -17,13 +17,14 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PaidTier } from '../machines/features.ts';
 import { customerIdOf, mapStripeEvent, type StripeEvent } from '../machines/stripe.ts';
-import { encode } from './codec.ts';
+import { encode } from '../transport/codec.ts';
 import { CustomerDirectory } from './customerDirectory.ts';
-import { deadLetter } from './deadLetters.ts';
-import { publishEvent } from './eventPublisher.ts';
-import { DeadLetter } from './schemas.ts';
+import { deadLetter } from '../transport/deadLetters.ts';
+import { publishEvent } from '../transport/eventPublisher.ts';
+import { DeadLetter } from '../transport/schemas.ts';
+import { readBody, type HttpRoutes } from './http.ts';
 import { verifyStripeWebhook } from './stripeWebhook.ts';
-import { provision, streamConfigs, type Topology } from './topology.ts';
+import { provision, streamConfigs, type Topology } from '../transport/topology.ts';
 
 /** Largest webhook body accepted (Stripe events are a few KB; the largest are well under this). */
 export const MAX_WEBHOOK_BYTES = 512 * 1024;
@@ -45,15 +46,7 @@ export interface IngressOptions {
   runtimeMetrics?: () => Record<string, unknown>;
   maxBodyBytes?: number;
   /** More routes served on the same port (the clinician viewer), tried before the 404. */
-  routes?: ExtraRoutes;
-}
-
-/** Routes served beside the ingress's own. */
-export interface ExtraRoutes {
-  /** Handles the request when it is one of its routes; `false` leaves it to the ingress. */
-  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
-  /** Ends long-lived responses before the server closes. */
-  close(): Promise<void>;
+  routes?: HttpRoutes;
 }
 
 /** A running ingress. */
@@ -113,7 +106,7 @@ async function route(
   jsm: JetStreamManager,
   topology: Topology,
   registry: Registry,
-  extra: ExtraRoutes | undefined,
+  extra: HttpRoutes | undefined,
 ): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://ingress').pathname;
   if (req.method === 'POST' && path === '/webhooks/stripe') return webhooks.handle(req, res);
@@ -134,20 +127,6 @@ async function route(
 function reply(res: ServerResponse, status: number, body: Record<string, unknown>): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
-}
-
-/** Reads a body up to `max` bytes; `null` when it is larger. */
-async function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
-  const declared = Number(req.headers['content-length']);
-  if (declared > max) return null;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) return null;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 interface IngressMetrics {

@@ -15,9 +15,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { assessmentCrisisLevel, type CrisisLevel } from '../machines/crisis.ts';
 import { UserEvent, type EmergencyContact, type SafetyPlan, type UserEventType } from '../machines/events.ts';
 import { scoreAssessment, type Instrument, type Score } from '../machines/scoring.ts';
-import { CodecError } from './codec.ts';
-import { publishEvent } from './eventPublisher.ts';
-import { createTopology, type Topology } from './topology.ts';
+import { CodecError } from '../transport/codec.ts';
+import { publishEvent } from '../transport/eventPublisher.ts';
+import { createTopology, type Topology } from '../transport/topology.ts';
 
 /** Why a publish failed. `invalid`: fix the event; `unavailable`: NATS refused or timed out, retry later. */
 export type PublishErrorCode = 'invalid' | 'unavailable';

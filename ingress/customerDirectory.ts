@@ -7,8 +7,8 @@ import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { UserEvent } from '../machines/events.ts';
-import { decode } from './codec.ts';
-import type { Topology } from './topology.ts';
+import { decode } from '../transport/codec.ts';
+import type { Topology } from '../transport/topology.ts';
 
 /** Looks up and follows customer links. */
 export class CustomerDirectory {
