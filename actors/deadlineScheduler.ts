@@ -63,11 +63,6 @@ export class DeadlineScheduler {
     this.track(userId, deadline);
   }
 
-  /** Number of users with a pending deadline. */
-  get size(): number {
-    return this.pending.size;
-  }
-
   /** Stops timers and the watch. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -19,8 +19,6 @@ export interface Delivery {
    * (views out, record not saved), which the user must check before it publishes again.
    */
   redelivered: boolean;
-  /** When the node received it (ms since epoch). */
-  receivedAt: number;
   /** Acknowledges the message: called only once its effects are durable. */
   ack(): void;
   /** Returns the message for redelivery (e.g. the user's state was fenced). */
@@ -69,16 +67,6 @@ export class LaneScheduler {
   /** Hands out waiting normal deliveries again after something `admit` depends on changed. */
   resume(): void {
     this.pump();
-  }
-
-  /** Normal deliveries waiting for a slot. */
-  get backlogSize(): number {
-    return this.backlog.length - this.backlogHead;
-  }
-
-  /** Deliveries being worked on. */
-  get inFlight(): number {
-    return this.working.size;
   }
 
   private pump(): void {

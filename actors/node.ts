@@ -142,7 +142,6 @@ export class RuntimeNode implements ActorHost {
       seq: m.seq,
       event,
       redelivered: m.info.redelivered || m.seq <= this.replayedUpTo[lane],
-      receivedAt: Date.now(),
       ack: () => m.ack(),
       nak: () => m.nak(),
     });
