@@ -25,6 +25,8 @@ export class RuntimeMetrics {
   /** Crisis episodes started. */
   crises = 0;
   deadLetters = 0;
+  /** NATS requests tried again after a transient failure (see actors/retry.ts). */
+  retries = 0;
   activations = 0;
   passivations = 0;
   commits = 0;
@@ -69,6 +71,7 @@ export class RuntimeMetrics {
       stale: this.stale,
       crises: this.crises,
       deadLetters: this.deadLetters,
+      retries: this.retries,
       activations: this.activations,
       passivations: this.passivations,
       commits: this.commits,

@@ -43,7 +43,6 @@ export class RuntimeNode implements ActorHost {
   publisher!: Publisher;
   crisisPublisher!: Publisher;
   deadlines!: DeadlineScheduler;
-  stopping = false;
 
   private nc!: NatsConnection;
   private crisisNc!: NatsConnection;
@@ -56,6 +55,8 @@ export class RuntimeNode implements ActorHost {
   /** Per lane, the last sequence a previous run of the node had been delivered (see rewindToAckFloor). */
   private readonly replayedUpTo: Record<Lane, number> = { normal: 0, crisis: 0 };
   private sweeper: NodeJS.Timeout | undefined;
+  private readonly stopped = new AbortController();
+  private stopRequested = false;
 
   private constructor(config: RuntimeConfig, log: Logger) {
     this.config = config;
@@ -148,7 +149,6 @@ export class RuntimeNode implements ActorHost {
   }
 
   private reject(m: JsMsg, reason: DeadLetterReason, detail: string): void {
-    this.metrics.deadLetters++;
     this.storeDeadLetter(reason, detail, m.subject, m.data, { seq: m.seq }).then(
       () => m.ack(),
       () => m.nak(),
@@ -161,17 +161,32 @@ export class RuntimeNode implements ActorHost {
     return this.storeDeadLetter('rejected', detail, subject, encode(UserEvent, event), { eventId: event.id });
   }
 
-  /** Logs and stores a dead letter (its body redacted when it may be personal); retries until stored. */
-  private storeDeadLetter(
+  /**
+   * Logs and stores a dead letter (see `deadLetter`). Retries transient failures until stored;
+   * rejects only when the node stops (the message then goes to its next run). A terminal failure is
+   * logged and resolves: the dead letter is built to always fit, and trying again would fail alike.
+   */
+  private async storeDeadLetter(
     reason: DeadLetterReason,
     detail: string,
     subject: string,
     raw: Uint8Array,
     ids: { seq?: number; eventId?: string },
   ): Promise<void> {
+    this.metrics.deadLetters++;
     this.log.warn({ subject, ...ids, reason, detail }, 'dead letter');
     const letter = deadLetter(this.topology.subjects, { reason, detail, subject, raw, receivedAt: Date.now() });
-    return retry(() => this.publisher.deadLetter(letter), this);
+    try {
+      await retry('store dead letter', () => this.publisher.deadLetter(letter), this);
+    } catch (err) {
+      if (this.signal.aborted) throw err;
+      this.log.error({ subject, ...ids, reason, err: (err as Error).message }, 'dead letter not stored');
+    }
+  }
+
+  /** @inheritdoc */
+  get signal(): AbortSignal {
+    return this.stopped.signal;
   }
 
   private owns(userId: string): boolean {
@@ -253,7 +268,8 @@ export class RuntimeNode implements ActorHost {
 
   /** Stops consuming, lets users finish what they are committing, and drains the connections. */
   async stop(): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopRequested) return;
+    this.stopRequested = true;
     this.log.info('runtime node stopping');
     for (const m of this.consumers) m.stop();
     await Promise.allSettled(this.loops);
@@ -261,7 +277,7 @@ export class RuntimeNode implements ActorHost {
     while ([...this.residents.values()].some((a) => !a.idle) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    this.stopping = true;
+    this.stopped.abort(new Error('runtime node stopping'));
     clearInterval(this.sweeper);
     this.control?.unsubscribe();
     await this.deadlines.stop();

@@ -18,14 +18,13 @@ import { sameDeviceContent } from '../transport/viewWire.ts';
 import type { RuntimeConfig } from './config.ts';
 import type { DeadlineScheduler } from './deadlineScheduler.ts';
 import type { Delivery } from './laneScheduler.ts';
-import type { Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
 import type { Publisher } from './publisher.ts';
-import { retry } from './retry.ts';
+import { retry, type RetryHost } from './retry.ts';
 import { FencedError, type Outbox, type UserRecord, type UserStore } from './userStore.ts';
 
-/** What a user actor needs from its node. */
-export interface ActorHost {
+/** What a user actor needs from its node (its `signal` ends the actor's retries when the node stops). */
+export interface ActorHost extends RetryHost {
   readonly machine: UserMachine;
   readonly config: RuntimeConfig;
   readonly store: UserStore;
@@ -33,9 +32,7 @@ export interface ActorHost {
   /** Publishes on the crisis lane's own connection, so crisis views never queue behind normal output. */
   readonly crisisPublisher: Publisher;
   readonly deadlines: DeadlineScheduler;
-  readonly metrics: RuntimeMetrics;
-  readonly log: Logger;
-  /** Stores a dead letter for a valid event the statechart rejected; resolves once stored. */
+  /** Stores a dead letter for a valid event the runtime cannot take; resolves once stored, rejects when the node stops. */
   deadLetterEvent(event: UserEvent, detail: string): Promise<void>;
   /** The delivery needs no more of the node's attention. */
   release(d: Delivery): void;
@@ -43,8 +40,6 @@ export interface ActorHost {
   evict(actor: UserActor): void;
   /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
   settled(actor: UserActor): void;
-  /** Whether the node is shutting down (stop retrying). */
-  readonly stopping: boolean;
 }
 
 /** What the devices were last told (for a new user: its initial state, before any view went out). */
@@ -82,6 +77,8 @@ export class UserActor {
   private running = false;
   private parked: NodeJS.Timeout | undefined;
   private commitDue = false;
+  /** Aborted by stop(): retries still under way (a view publish beside a fenced save) give up, never land later. */
+  private readonly cancel = new AbortController();
 
   constructor(userId: string, host: ActorHost) {
     this.userId = userId;
@@ -135,7 +132,7 @@ export class UserActor {
 
   private async activate(): Promise<void> {
     const started = performance.now();
-    const { record, revision } = await retry(() => this.host.store.load(this.userId), this.host);
+    const { record, revision } = await retry('load user record', () => this.host.store.load(this.userId), this.host, this.cancel.signal);
     const { machine } = this.host;
     if (record) {
       this.state = fromPersisted(record.state, machine);
@@ -151,7 +148,7 @@ export class UserActor {
     this.revision = revision;
     this.status = 'ready';
     // Re-arm the user's deadline; one that passed while the user was passive fires now.
-    await retry(() => this.host.deadlines.set(this.userId, pendingDeadline(this.state.snapshot)), this.host);
+    await retry('set deadline', () => this.host.deadlines.set(this.userId, pendingDeadline(this.state.snapshot)), this.host, this.cancel.signal);
     this.host.metrics.activations++;
     RuntimeMetrics.record(this.host.metrics.activationLatency, performance.now() - started);
   }
@@ -170,7 +167,6 @@ export class UserActor {
       result = applyEvent(this.state, d.event, this.host.machine);
     } catch (err) {
       // A valid event the statechart cannot take: kept as a dead letter, never a stuck user.
-      metrics.deadLetters++;
       this.rejections.push(this.host.deadLetterEvent(d.event, (err as Error).message));
       return;
     }
@@ -245,7 +241,7 @@ export class UserActor {
     let adopted = false;
     if (batch.some((d) => d.redelivered)) {
       const checked = [...new Set([...known, ...devices])];
-      const stored = await retry(() => publisher.lastViews(this.userId, checked), this.host);
+      const stored = await retry('read last views', () => publisher.lastViews(this.userId, checked), this.host, this.cancel.signal);
       const sent = Math.max(0, ...stored.map((v) => v?.version ?? 0));
       // The loaded record's own output may not have landed either: finish it (views only if the
       // devices do not hold them yet; audit records are deduplicated by id).
@@ -278,8 +274,8 @@ export class UserActor {
     // The output and the record go out together (one round trip instead of two): the outbox in the
     // record lets the next owner finish a commit that died between the two (see `resumeOutbox`).
     const [, revision] = await Promise.all([
-      retry(() => this.publish(publisher, output, next, this.viewVersion, this.safety), this.host),
-      retry(() => store.save(this.userId, record, this.revision), this.host),
+      retry('publish output', () => this.publish(publisher, output, next, this.viewVersion, this.safety), this.host, this.cancel.signal),
+      retry('save user record', () => store.save(this.userId, record, this.revision), this.host, this.cancel.signal),
     ]);
     this.revision = revision;
     this.unfinished = null;
@@ -288,7 +284,7 @@ export class UserActor {
 
     const deadline = pendingDeadline(snapshot);
     if (!deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
-      await retry(() => deadlines.set(this.userId, deadline), this.host);
+      await retry('set deadline', () => deadlines.set(this.userId, deadline), this.host, this.cancel.signal);
     }
     this.committed = { snapshot, safety: this.safety, devices: [...devices] };
     await Promise.all(rejections);
@@ -322,7 +318,7 @@ export class UserActor {
     this.unfinished = null;
     const out = withViews ? record.outbox : { ...record.outbox, viewDevices: [] };
     const view = deriveView(fromPersisted(record.state, this.host.machine).snapshot);
-    await retry(() => this.publish(publisher, out, view, record.viewVersion, record.safety), this.host);
+    await retry('publish output', () => this.publish(publisher, out, view, record.viewVersion, record.safety), this.host, this.cancel.signal);
   }
 
   private deviceView(deviceId: string, view: UserView, version = this.viewVersion, safety = this.safety): DeviceView {
@@ -365,15 +361,22 @@ export class UserActor {
       .catch((err: Error) => log.error({ err: err.message, kind }, 'alert publish failed'));
   }
 
-  /** Stops after a fence or a fatal error: everything not yet durable goes back for redelivery. */
+  /**
+   * Stops after a fence, the node's stop or a terminal error. After a fence or the node's stop,
+   * everything not yet durable goes back for redelivery (to the new owner, or the next run). A
+   * terminal error would fail the same way on every redelivery: those events become dead letters.
+   */
   private stop(err: Error): void {
     this.status = 'stopped';
+    this.cancel.abort(err);
     clearTimeout(this.parked);
     const { metrics, log } = this.host;
+    const redeliver = err instanceof FencedError || this.host.signal.aborted;
     if (err instanceof FencedError) metrics.fenced++;
-    log[err instanceof FencedError ? 'warn' : 'error']({ userId: this.userId, err: err.message }, 'user actor stopped');
+    log[redeliver ? 'warn' : 'error']({ userId: this.userId, err: err.message }, 'user actor stopped');
     for (const d of [...this.batch, ...this.crisisQueue, ...this.normalQueue]) {
-      d.nak();
+      if (redeliver) d.nak();
+      else this.host.deadLetterEvent(d.event, `not committed: ${err.message}`).then(() => d.ack(), () => d.nak());
       this.host.release(d);
     }
     this.batch = [];
