@@ -18,8 +18,10 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { build } from 'hdr-histogram-js';
 import type { MetricsSnapshot } from '../actors/metrics.ts';
 import { UserEvent, type UserEventType } from '../machines/events.ts';
+import type { PaidTier } from '../machines/features.ts';
 import { encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
+import type { Lane } from '../transport/subjects.ts';
 import { createTopology } from '../transport/topology.ts';
 import { startNatsProcess, natsServerBinary, type NatsProcess } from '../scripts/natsProcess.ts';
 import { BASELINE, provisionBaseline } from './baseline.ts';
@@ -36,6 +38,8 @@ const SIZE = quick
   : { crisisUsers: 250, warmupMs: 3_000, saturatedMs: 20_000, inFlight: 1_000, activations: 300, residentUsers: 100_000, population: 1_000_000, populationBudgetMs: 300_000 };
 const DEVICES = ['d0', 'd1', 'd2'];
 const CRISIS_EVERY_MS = 100;
+/** Events a bulk publisher keeps awaiting JetStream at once. */
+const PUBLISHES_IN_FLIGHT = 256;
 
 const topology = createTopology();
 const now = () => performance.timeOrigin + performance.now();
@@ -153,8 +157,10 @@ function publish(js: JetStreamClient, e: UserEvent, subject = topology.subjects.
   return js.publish(subject, encode(UserEvent, e), { msgID: e.id });
 }
 
-/** Publishes many events with a bounded number awaiting JetStream, with progress. */
-/** Publishes up to `count` events (fewer when `until` passes first); returns how many. */
+/**
+ * Publishes up to `count` events, at most {@link PUBLISHES_IN_FLIGHT} awaiting JetStream at once,
+ * with progress; stops early when the time `until` passes. Returns how many it published.
+ */
 async function publishMany(js: JetStreamClient, label: string, count: number, make: (i: number) => UserEvent, until = Infinity): Promise<number> {
   let next = 0;
   const worker = async () => {
@@ -164,9 +170,18 @@ async function publishMany(js: JetStreamClient, label: string, count: number, ma
       if (i % 1000 === 0) progress(label, i, count);
     }
   };
-  await Promise.all(Array.from({ length: 256 }, worker));
+  await Promise.all(Array.from({ length: PUBLISHES_IN_FLIGHT }, worker));
   progress(label, next, count);
   return next;
+}
+
+/** Asks the node for its metrics every half second, with progress, until `done`; returns the last answer. */
+async function waitForMetrics(nc: NatsConnection, label: string, total: number, done: (m: MetricsSnapshot) => boolean): Promise<MetricsSnapshot> {
+  for (let m = await metrics(nc); ; m = await metrics(nc)) {
+    if (done(m)) return m;
+    progress(label, m.events, total);
+    await sleep(500);
+  }
 }
 
 // ─── measurements ────────────────────────────────────────────────────────────────────────────
@@ -206,9 +221,15 @@ async function transportLimit(nc: NatsConnection, url: string): Promise<number> 
 
 /**
  * Keeps `inFlight` loops each sending one event and waiting for it to be seen end to end, for the
- * warm-up and then the measured window; returns events per second over the window.
+ * warm-up and then the measured window; returns events per second over the window. `during` runs
+ * beside the window and is told whether it is still open.
  */
-async function closedLoop(label: string, inFlight: number, send: (user: string) => Promise<void>, during?: () => Promise<void>): Promise<number> {
+async function closedLoop(
+  label: string,
+  inFlight: number,
+  send: (user: string) => Promise<unknown>,
+  during?: (inWindow: () => boolean) => Promise<void>,
+): Promise<number> {
   let measuring = false;
   let stop = false;
   let completed = 0;
@@ -223,7 +244,7 @@ async function closedLoop(label: string, inFlight: number, send: (user: string) 
   await sleep(SIZE.warmupMs);
   measuring = true;
   const started = now();
-  const side = during?.();
+  const side = during?.(() => measuring);
   for (let t = 0; t < SIZE.saturatedMs; t += 500) {
     progress(`${label}: saturated`, Math.round(t / 1000), SIZE.saturatedMs / 1000);
     await sleep(500);
@@ -237,18 +258,21 @@ async function closedLoop(label: string, inFlight: number, send: (user: string) 
   return eps;
 }
 
-/** Crisis events every 100 ms, each for a fresh crisis user: published → all three devices in crisis. */
+/**
+ * Crisis events every 100 ms while `sampling()` holds, each for a fresh crisis user: published →
+ * all three devices in crisis.
+ */
 async function sampleCrises(
   js: JetStreamClient,
   watch: DeviceWatch,
   users: string[],
-  until: () => boolean,
-  lane: 'crisis' | 'normal',
+  sampling: () => boolean,
+  lane: Lane,
 ): Promise<{ latency: Histogram; used: string[] }> {
   const h = histogram();
   const pending: Promise<void>[] = [];
   const used: string[] = [];
-  for (let i = 0; until() && i < users.length; i++) {
+  for (let i = 0; sampling() && i < users.length; i++) {
     const user = users[i]!;
     used.push(user);
     const e = event(user, 'crisis_button', { deviceId: 'd0' });
@@ -275,155 +299,191 @@ async function resolveCrises(js: JetStreamClient, watch: DeviceWatch, users: str
 
 // ─── the run ─────────────────────────────────────────────────────────────────────────────────
 
-async function main(): Promise<void> {
+/** The bench's nats-server and connection, and the runtime node of the current measurement. */
+interface Bench {
+  url: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  /** Stops the current runtime node (if any) and starts a new one with `env`. */
+  runtime(env?: Record<string, string>, cpuProfile?: boolean): Promise<void>;
+}
+
+/** Runs `steps` against a fresh nats-server in a temp store; stops the runtime and the server after. */
+async function withBench(steps: (bench: Bench) => Promise<void>): Promise<void> {
   const store = mkdtempSync(join(tmpdir(), 'fullmind-bench-'));
   const port = 14_000 + (process.pid % 1000);
   const nats: NatsProcess = await startNatsProcess({ cwd: store, port, httpPort: port + 1000 });
   const url = `nats://127.0.0.1:${port}`;
   const nc = await connectNats({ servers: url, name: 'bench' });
-  const js = jetstream(nc);
-  const results: Record<string, unknown> = {};
-  const children: ChildProcess[] = [];
+  let current: ChildProcess | undefined;
   try {
-    results.transport_limit_eps = Math.round(await transportLimit(nc, url));
-
-    // Throughput and crisis latency: premium users with three devices each.
-    let runtime = await startRuntime(nc, url, {}, profile);
-    children.push(runtime);
-    // The crisis users' devices and their crisis button are their own clients, as on real phones:
-    // a device never shares a connection with other users' devices.
-    const watch = await DeviceWatch.start(url);
-    const crisisWatch = await DeviceWatch.start(url);
-    const buttonNc = await connectNats({ servers: url, name: 'bench-crisis-button' });
-    const buttons = jetstream(buttonNc);
-    const loadUsers = Array.from({ length: SIZE.inFlight }, (_, i) => `load-${String(i).padStart(5, '0')}`);
-    const crisisUsers = Array.from({ length: SIZE.crisisUsers }, (_, i) => `crisis-${String(i).padStart(4, '0')}`);
-    progress('registering devices');
-    await watch.add(loadUsers);
-    await crisisWatch.add(crisisUsers);
-    const watchOf = (u: string) => (u.startsWith('crisis-') ? crisisWatch : watch);
-    await Promise.all(
-      [...loadUsers, ...crisisUsers].map(async (u) => {
-        const premium = watchOf(u).until(u, (row) => row[3] === 'premium');
-        for (const d of DEVICES) await publish(js, event(u, 'device_registered', { deviceId: d, platform: 'ios' }));
-        await publish(js, event(u, 'subscription_activated', { subscriptionId: `sub_${u}`, tier: 'premium' }));
-        await premium;
-      }),
-    );
-
-    progress('crisis, idle');
-    const idle = await sampleCrises(buttons, crisisWatch, crisisUsers.slice(0, 30), () => true, 'crisis');
-    await resolveCrises(buttons, crisisWatch, idle.used);
-    results.crisis_idle_p99_ms = ms(idle.latency, 99);
-
-    // Each load event flips its user's tier, so every one of them changes the view.
-    const tiers = new Map(loadUsers.map((u) => [u, 'premium' as 'basic' | 'premium']));
-    const planChange = (lane: 'crisis' | 'normal') => {
-      let crisisRun: Awaited<ReturnType<typeof sampleCrises>> | undefined;
-      let running = true;
-      const eps = closedLoop(
-        lane === 'crisis' ? 'runtime' : 'runtime, no crisis lane',
-        SIZE.inFlight,
-        async (user) => {
-          const tier = tiers.get(user) === 'premium' ? 'basic' : 'premium';
-          tiers.set(user, tier);
-          const applied = watch.until(user, (row) => row[3] === tier);
-          await publish(js, event(user, 'plan_changed', { subscriptionId: `sub_${user}`, tier }));
-          await applied;
-        },
-        async () => {
-          crisisRun = await sampleCrises(buttons, crisisWatch, crisisUsers, () => running, lane);
-        },
-      ).then((value) => {
-        running = false;
-        return value;
-      });
-      return eps.then((value) => ({ eps: value, crisis: crisisRun! }));
-    };
-    // The samples stop when the window closes; give them a moment to land.
-    const saturated = await planChange('crisis');
-    await resolveCrises(buttons, crisisWatch, saturated.crisis.used);
-    results.runtime_eps = Math.round(saturated.eps);
-    results.runtime_vs_limit = Math.round((saturated.eps / (results.transport_limit_eps as number)) * 100) / 100;
-    results.crisis_p50_ms = ms(saturated.crisis.latency, 50);
-    results.crisis_p99_ms = ms(saturated.crisis.latency, 99);
-    results.crisis_max_ms = Math.round(saturated.crisis.latency.maxValue / 10) / 100;
-    results.crisis_samples = saturated.crisis.latency.totalCount;
-    const fifo = await planChange('normal');
-    await resolveCrises(buttons, crisisWatch, fifo.crisis.used);
-    results.fifo_crisis_p99_ms = ms(fifo.crisis.latency, 99);
-    results.fifo_runtime_eps = Math.round(fifo.eps);
-
-    // Activation: every event goes to a user passivated as soon as its last commit was durable.
-    await stopChild(runtime);
-    runtime = await startRuntime(nc, url, { FM_IDLE_MS: '0', FM_SWEEP_MS: '5' });
-    children.push(runtime);
-    const activation = histogram();
-    for (let i = 0; i < SIZE.activations; i++) {
-      const user = loadUsers[i % loadUsers.length]!;
-      while ((await metrics(nc)).residents > 0) await sleep(2);
-      const tier = tiers.get(user) === 'premium' ? 'basic' : 'premium';
-      tiers.set(user, tier);
-      const applied = watch.until(user, (row) => row[3] === tier);
-      const sent = now();
-      await publish(js, event(user, 'plan_changed', { subscriptionId: `sub_${user}`, tier: tier }));
-      activation.recordValue(Math.max(1, Math.round(((await applied) - sent) * 1000)));
-      progress('activation', i + 1, SIZE.activations);
-    }
-    results.activation_p99_ms = ms(activation, 99);
-    results.activation_p50_ms = ms(activation, 50);
-    await Promise.all([watch.stop(), crisisWatch.stop(), drainNats(buttonNc)]);
-
-    // Memory: users made resident, heap measured after a full collection before and after.
-    await stopChild(runtime);
-    runtime = await startRuntime(nc, url, { FM_IDLE_MS: '3600000', FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000) });
-    children.push(runtime);
-    const heapBefore = (await metrics(nc, true)).heapUsed;
-    await publishMany(js, 'resident users', SIZE.residentUsers, (i) =>
-      event(`res-${i}`, 'subscription_activated', { subscriptionId: `sub_res_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
-    );
-    let m = await metrics(nc);
-    while (m.residents < SIZE.residentUsers || m.events < SIZE.residentUsers) {
-      progress('resident users: applying', m.events, SIZE.residentUsers);
-      await sleep(500);
-      m = await metrics(nc);
-    }
-    m = await metrics(nc, true);
-    results.resident_users = m.residents;
-    results.heap_bytes_per_resident_user = Math.round((m.heapUsed - heapBefore) / m.residents);
-
-    // Population: as many registered users as the machine allows, served through passivation.
-    await stopChild(runtime);
-    runtime = await startRuntime(nc, url, { FM_IDLE_MS: '2000', FM_MAX_RESIDENT: '100000' });
-    children.push(runtime);
-    const populationStart = now();
-    const target = await publishMany(
-      js,
-      'population',
-      SIZE.population - SIZE.residentUsers,
-      (i) => event(`pop-${i}`, 'subscription_activated', { subscriptionId: `sub_pop_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
-      Date.now() + SIZE.populationBudgetMs,
-    );
-    m = await metrics(nc);
-    while (m.events < target) {
-      progress('population: applying', m.events, target);
-      await sleep(1000);
-      m = await metrics(nc);
-    }
-    // Users with a stored record: the resident run's and this one's.
-    results.registered_users = SIZE.residentUsers + target;
-    results.population_stopped_by = target < SIZE.population - SIZE.residentUsers ? `time budget ${SIZE.populationBudgetMs / 1000} s` : 'target reached';
-    results.population_eps = Math.round(target / ((now() - populationStart) / 1000));
-    results.rss_mb = Math.round(m.rss / 1024 / 1024);
-    results.population_resident_users = m.residents;
-    progress('done\n');
+    await steps({
+      url,
+      nc,
+      js: jetstream(nc),
+      async runtime(env = {}, cpuProfile = false) {
+        if (current) await stopChild(current);
+        current = await startRuntime(nc, url, env, cpuProfile);
+      },
+    });
   } finally {
-    for (const c of children) await stopChild(c);
+    if (current) await stopChild(current);
     await drainNats(nc);
     await nats.terminate();
     rmSync(store, { recursive: true, force: true });
   }
+}
 
+/**
+ * Premium users with three devices each: the load users, and the crisis users whose devices and
+ * crisis button are their own clients, as on real phones (a device never shares a connection with
+ * other users' devices).
+ */
+interface Load {
+  watch: DeviceWatch;
+  crisisWatch: DeviceWatch;
+  buttons: JetStreamClient;
+  loadUsers: string[];
+  crisisUsers: string[];
+  /** Each load user's tier now: every load event flips it, so every one of them changes the view. */
+  tiers: Map<string, PaidTier>;
+  stop(): Promise<void>;
+}
+
+/** Starts the device processes and registers every load and crisis user as premium. */
+async function startLoad(bench: Bench): Promise<Load> {
+  const watch = await DeviceWatch.start(bench.url);
+  const crisisWatch = await DeviceWatch.start(bench.url);
+  const buttonNc = await connectNats({ servers: bench.url, name: 'bench-crisis-button' });
+  const loadUsers = Array.from({ length: SIZE.inFlight }, (_, i) => `load-${String(i).padStart(5, '0')}`);
+  const crisisUsers = Array.from({ length: SIZE.crisisUsers }, (_, i) => `crisis-${String(i).padStart(4, '0')}`);
+  progress('registering devices');
+  await watch.add(loadUsers);
+  await crisisWatch.add(crisisUsers);
+  const premium = async (u: string, w: DeviceWatch) => {
+    const applied = w.until(u, (row) => row[3] === 'premium');
+    for (const d of DEVICES) await publish(bench.js, event(u, 'device_registered', { deviceId: d, platform: 'ios' }));
+    await publish(bench.js, event(u, 'subscription_activated', { subscriptionId: `sub_${u}`, tier: 'premium' }));
+    await applied;
+  };
+  await Promise.all([...loadUsers.map((u) => premium(u, watch)), ...crisisUsers.map((u) => premium(u, crisisWatch))]);
+  return {
+    watch,
+    crisisWatch,
+    buttons: jetstream(buttonNc),
+    loadUsers,
+    crisisUsers,
+    tiers: new Map(loadUsers.map((u) => [u, 'premium'])),
+    async stop() {
+      await Promise.all([watch.stop(), crisisWatch.stop(), drainNats(buttonNc)]);
+    },
+  };
+}
+
+/** Flips a load user's tier; resolves with the time the last of its devices applied the new view. */
+async function flipTier(js: JetStreamClient, load: Load, user: string): Promise<number> {
+  const tier = load.tiers.get(user) === 'premium' ? 'basic' : 'premium';
+  load.tiers.set(user, tier);
+  const applied = load.watch.until(user, (row) => row[3] === tier);
+  await publish(js, event(user, 'plan_changed', { subscriptionId: `sub_${user}`, tier }));
+  return applied;
+}
+
+/** Crisis latency with nothing else going on. */
+async function crisisIdle(load: Load) {
+  progress('crisis, idle');
+  const idle = await sampleCrises(load.buttons, load.crisisWatch, load.crisisUsers.slice(0, 30), () => true, 'crisis');
+  await resolveCrises(load.buttons, load.crisisWatch, idle.used);
+  return { crisis_idle_p99_ms: ms(idle.latency, 99) };
+}
+
+/**
+ * A closed loop of plan changes while crisis users press their button (on `lane`) for as long as
+ * the measured window is open; every crisis is resolved after.
+ */
+async function saturated(js: JetStreamClient, load: Load, lane: Lane) {
+  let crisis: Awaited<ReturnType<typeof sampleCrises>> | undefined;
+  const eps = await closedLoop(
+    lane === 'crisis' ? 'runtime' : 'runtime, no crisis lane',
+    SIZE.inFlight,
+    (user) => flipTier(js, load, user),
+    async (inWindow) => {
+      crisis = await sampleCrises(load.buttons, load.crisisWatch, load.crisisUsers, inWindow, lane);
+    },
+  );
+  await resolveCrises(load.buttons, load.crisisWatch, crisis!.used);
+  return { eps, latency: crisis!.latency };
+}
+
+/** Throughput and crisis latency under saturation, then the same without the crisis lane. */
+async function saturation(js: JetStreamClient, load: Load, transportLimitEps: number) {
+  const run = await saturated(js, load, 'crisis');
+  const fifo = await saturated(js, load, 'normal');
+  return {
+    runtime_eps: Math.round(run.eps),
+    runtime_vs_limit: Math.round((run.eps / transportLimitEps) * 100) / 100,
+    crisis_p50_ms: ms(run.latency, 50),
+    crisis_p99_ms: ms(run.latency, 99),
+    crisis_max_ms: Math.round(run.latency.maxValue / 10) / 100,
+    crisis_samples: run.latency.totalCount,
+    fifo_crisis_p99_ms: ms(fifo.latency, 99),
+    fifo_runtime_eps: Math.round(fifo.eps),
+  };
+}
+
+/** Activation: every event goes to a user passivated as soon as its last commit was durable. */
+async function activation(bench: Bench, load: Load) {
+  await bench.runtime({ FM_IDLE_MS: '0', FM_SWEEP_MS: '5' });
+  const h = histogram();
+  for (let i = 0; i < SIZE.activations; i++) {
+    const user = load.loadUsers[i % load.loadUsers.length]!;
+    while ((await metrics(bench.nc)).residents > 0) await sleep(2);
+    const sent = now();
+    const applied = await flipTier(bench.js, load, user);
+    h.recordValue(Math.max(1, Math.round((applied - sent) * 1000)));
+    progress('activation', i + 1, SIZE.activations);
+  }
+  return { activation_p99_ms: ms(h, 99), activation_p50_ms: ms(h, 50) };
+}
+
+/** Memory: users made resident, heap measured after a full collection before and after. */
+async function residentHeap(bench: Bench) {
+  await bench.runtime({ FM_IDLE_MS: '3600000', FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000) });
+  const heapBefore = (await metrics(bench.nc, true)).heapUsed;
+  await publishMany(bench.js, 'resident users', SIZE.residentUsers, (i) =>
+    event(`res-${i}`, 'subscription_activated', { subscriptionId: `sub_res_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
+  );
+  const all = (m: MetricsSnapshot) => m.residents >= SIZE.residentUsers && m.events >= SIZE.residentUsers;
+  await waitForMetrics(bench.nc, 'resident users: applying', SIZE.residentUsers, all);
+  const m = await metrics(bench.nc, true);
+  return { resident_users: m.residents, heap_bytes_per_resident_user: Math.round((m.heapUsed - heapBefore) / m.residents) };
+}
+
+/** Population: as many registered users as the time budget allows, served through passivation. */
+async function population(bench: Bench) {
+  await bench.runtime({ FM_IDLE_MS: '2000', FM_MAX_RESIDENT: '100000' });
+  const started = now();
+  const wanted = SIZE.population - SIZE.residentUsers;
+  const published = await publishMany(
+    bench.js,
+    'population',
+    wanted,
+    (i) => event(`pop-${i}`, 'subscription_activated', { subscriptionId: `sub_pop_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
+    Date.now() + SIZE.populationBudgetMs,
+  );
+  const m = await waitForMetrics(bench.nc, 'population: applying', published, (x) => x.events >= published);
+  return {
+    // Users with a stored record: the resident run's and this one's.
+    registered_users: SIZE.residentUsers + published,
+    population_stopped_by: published < wanted ? `time budget ${SIZE.populationBudgetMs / 1000} s` : 'target reached',
+    population_eps: Math.round(published / ((now() - started) / 1000)),
+    rss_mb: Math.round(m.rss / 1024 / 1024),
+    population_resident_users: m.residents,
+  };
+}
+
+/** Adds where the run happened, writes `bench/results/latest.json` and prints the table. */
+async function writeResults(results: Record<string, unknown>): Promise<void> {
   const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT }).toString().trim();
   Object.assign(results, {
     quick,
@@ -437,6 +497,24 @@ async function main(): Promise<void> {
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log('\n| field | value |\n|---|---|');
   for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v} |`);
+}
+
+async function main(): Promise<void> {
+  const results: Record<string, unknown> = {};
+  await withBench(async (bench) => {
+    const limit = Math.round(await transportLimit(bench.nc, bench.url));
+    results.transport_limit_eps = limit;
+    await bench.runtime({}, profile);
+    const load = await startLoad(bench);
+    Object.assign(results, await crisisIdle(load));
+    Object.assign(results, await saturation(bench.js, load, limit));
+    Object.assign(results, await activation(bench, load));
+    await load.stop();
+    Object.assign(results, await residentHeap(bench));
+    Object.assign(results, await population(bench));
+    progress('done\n');
+  });
+  await writeResults(results);
 }
 
 await main();

@@ -26,7 +26,7 @@ import type { Topology } from '../transport/topology.ts';
 import { readBody, type HttpRoutes } from '../ingress/http.ts';
 import { ClinicianAuth } from './auth.ts';
 import { ViewerData, type LiveEvent } from './data.ts';
-import { layoutStatechart, renderStatechartSvg, STATECHART_CSS, statechartGraph } from './statechart.ts';
+import { layoutStatechart, renderStatechartSvg, STATECHART_CSS, statechartGraph, type StatechartLayout } from './statechart.ts';
 
 /** Options of {@link createViewer}. */
 export interface ViewerOptions {
@@ -68,79 +68,129 @@ const MAX_FORM_BYTES = 4_096;
 
 /** Creates the viewer's routes; draws the statechart once. */
 export async function createViewer(options: ViewerOptions): Promise<HttpRoutes> {
-  const { log } = options;
   const auth = new ClinicianAuth(options.token);
-  if (!auth.configured) log.warn('CLINICIAN_TOKEN is not set: the clinician viewer answers 401 to everything');
+  if (!auth.configured) options.log.warn('CLINICIAN_TOKEN is not set: the clinician viewer answers 401 to everything');
   const graph = statechartGraph(options.machine);
-  const layout = await layoutStatechart(graph);
-  const svgStandalone = renderStatechartSvg(layout, { embedStyle: true });
-  const page = PAGE_HTML.replace('<!--STATECHART-->', () => renderStatechartSvg(layout));
+  const files = staticFiles(await layoutStatechart(graph));
   const data = new ViewerData(options.nc, options.topology, graph);
-  const feeds = new Set<ServerResponse>();
-  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  return new ViewerRoutes(auth, files, data, options.log, options.heartbeatMs ?? 15_000);
+}
 
-  const send = (res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}) => {
-    res.writeHead(status, { ...COMMON_HEADERS, 'content-type': type, ...headers });
-    res.end(body);
-  };
-  const json = (res: ServerResponse, status: number, body: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
-  const login = (res: ServerResponse, message?: string) =>
-    send(res, 401, 'text/html; charset=utf-8', loginPage(message), { 'content-security-policy': LOGIN_CSP, 'www-authenticate': 'Bearer realm="clinician viewer"' });
-  const startSession = (res: ServerResponse) => {
-    res.writeHead(303, { ...COMMON_HEADERS, location: '/viewer', 'set-cookie': auth.sessionCookie() });
-    res.end();
-  };
+/** A response that never changes: the page, its script and styles, the drawing. */
+interface StaticFile {
+  type: string;
+  body: string;
+  headers?: Record<string, string>;
+}
 
-  async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+/** The fixed responses by path; the statechart is rendered into the page and as a standalone SVG. */
+function staticFiles(layout: StatechartLayout): ReadonlyMap<string, StaticFile> {
+  const css = 'text/css; charset=utf-8';
+  return new Map<string, StaticFile>([
+    [
+      '/viewer',
+      {
+        type: 'text/html; charset=utf-8',
+        body: PAGE_HTML.replace('<!--STATECHART-->', () => renderStatechartSvg(layout)),
+        headers: { 'content-security-policy': PAGE_CSP },
+      },
+    ],
+    ['/viewer/page.js', { type: 'text/javascript; charset=utf-8', body: PAGE_JS }],
+    ['/viewer/page.css', { type: css, body: PAGE_CSS }],
+    ['/viewer/statechart.css', { type: css, body: STATECHART_CSS }],
+    [
+      '/viewer/statechart.svg',
+      {
+        type: 'image/svg+xml; charset=utf-8',
+        body: renderStatechartSvg(layout, { embedStyle: true }),
+        headers: { 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" },
+      },
+    ],
+  ]);
+}
+
+class ViewerRoutes implements HttpRoutes {
+  private readonly auth: ClinicianAuth;
+  private readonly files: ReadonlyMap<string, StaticFile>;
+  private readonly data: ViewerData;
+  private readonly log: Logger;
+  private readonly heartbeatMs: number;
+  /** Open live feeds, ended by {@link close}. */
+  private readonly feeds = new Set<ServerResponse>();
+
+  constructor(auth: ClinicianAuth, files: ReadonlyMap<string, StaticFile>, data: ViewerData, log: Logger, heartbeatMs: number) {
+    this.auth = auth;
+    this.files = files;
+    this.data = data;
+    this.log = log;
+    this.heartbeatMs = heartbeatMs;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = new URL(req.url ?? '/', 'http://viewer');
+    if (url.pathname !== '/viewer' && !url.pathname.startsWith('/viewer/')) return false;
+    try {
+      await this.route(req, res, url);
+    } catch (err) {
+      // Logged by path only: the query may hold the token.
+      this.log.error({ err: (err as Error).message, path: url.pathname }, 'viewer request failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.end();
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.feeds) res.end();
+    this.feeds.clear();
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/';
-    if (req.method === 'GET' && path === '/viewer' && url.searchParams.has('token')) {
-      return auth.tokenMatches(url.searchParams.get('token')) ? startSession(res) : login(res, 'That token was not accepted.');
-    }
-    if (req.method === 'POST' && path === '/viewer/session') {
-      const form = await readForm(req);
-      return auth.tokenMatches(form?.get('token')) ? startSession(res) : login(res, 'That token was not accepted.');
-    }
-    if (!auth.authorized(req)) {
+    if (req.method === 'GET' && path === '/viewer' && url.searchParams.has('token')) return this.signIn(res, url.searchParams.get('token'));
+    if (req.method === 'POST' && path === '/viewer/session') return this.signIn(res, (await readForm(req))?.get('token'));
+    if (!this.auth.authorized(req)) {
       if (req.method === 'GET' && path === '/viewer') return login(res);
       return json(res, 401, { error: 'clinician token required' });
     }
     if (req.method !== 'GET') return json(res, 405, { error: 'read-only' });
-    switch (path) {
-      case '/viewer':
-        return send(res, 200, 'text/html; charset=utf-8', page, { 'content-security-policy': PAGE_CSP });
-      case '/viewer/page.js':
-        return send(res, 200, 'text/javascript; charset=utf-8', PAGE_JS);
-      case '/viewer/page.css':
-        return send(res, 200, 'text/css; charset=utf-8', PAGE_CSS);
-      case '/viewer/statechart.css':
-        return send(res, 200, 'text/css; charset=utf-8', STATECHART_CSS);
-      case '/viewer/statechart.svg':
-        return send(res, 200, 'image/svg+xml; charset=utf-8', svgStandalone, { 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
-    }
+    const file = this.files.get(path);
+    if (file) return send(res, 200, file.type, file.body, file.headers);
+    return this.api(req, res, path, url);
+  }
+
+  /** The token, handed over once: a session cookie and back to the page, or the token form again. */
+  private signIn(res: ServerResponse, token: string | null | undefined): void {
+    if (!this.auth.tokenMatches(token)) return login(res, 'That token was not accepted.');
+    res.writeHead(303, { ...COMMON_HEADERS, location: '/viewer', 'set-cookie': this.auth.sessionCookie() });
+    res.end();
+  }
+
+  private async api(req: IncomingMessage, res: ServerResponse, path: string, url: URL): Promise<void> {
     const api = /^\/viewer\/api\/users\/([^/]+)(?:\/(audit|events))?$/.exec(path);
     if (!api) return json(res, 404, { error: 'not found' });
     const userId = safeDecode(api[1]!);
     if (userId === null || !SubjectToken.safeParse(userId).success) return json(res, 400, { error: 'not a user id' });
     switch (api[2]) {
       case undefined: {
-        const user = await data.user(userId);
+        const user = await this.data.user(userId);
         if (!user) return json(res, 404, { error: 'no record for this user' });
-        return json(res, 200, { user, devices: await data.devices(userId, user.devices) });
+        return json(res, 200, { user, devices: await this.data.devices(userId, user.devices) });
       }
       case 'audit':
-        return json(res, 200, await data.timeline(userId));
+        return json(res, 200, await this.data.timeline(userId));
       case 'events':
-        return liveFeed(req, res, userId, url);
+        return this.liveFeed(req, res, userId, url);
     }
   }
 
-  async function liveFeed(req: IncomingMessage, res: ServerResponse, userId: string, url: URL): Promise<void> {
+  private async liveFeed(req: IncomingMessage, res: ServerResponse, userId: string, url: URL): Promise<void> {
     const cursor = (v: unknown) => (typeof v === 'string' && /^\d{1,15}$/.test(v) ? Number(v) : 0);
     const after = Math.max(cursor(url.searchParams.get('after')), cursor(req.headers['last-event-id']));
     // `connection: close`: when the feed ends (the viewer stops), the socket goes with it.
     res.writeHead(200, { ...COMMON_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'close', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
-    feeds.add(res);
+    this.feeds.add(res);
     const write = (e: LiveEvent) => {
       // Audit records carry their stream sequence as the event id: a reconnecting browser sends it
       // back as Last-Event-ID and resumes after it.
@@ -148,45 +198,42 @@ export async function createViewer(options: ViewerOptions): Promise<HttpRoutes> 
       res.write(`event: ${e.type}\n${id}data: ${JSON.stringify(e.data)}\n\n`);
     };
     let stop: (() => void) | undefined;
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), this.heartbeatMs);
     const end = () => {
       clearInterval(heartbeat);
       stop?.();
-      feeds.delete(res);
+      this.feeds.delete(res);
       if (!res.writableEnded) res.end();
     };
     res.once('close', end);
     try {
-      stop = await data.follow(userId, after, write, (err) => {
-        log.warn({ err: err.message, userId }, 'viewer live feed failed');
+      stop = await this.data.follow(userId, after, write, (err) => {
+        this.log.warn({ err: err.message, userId }, 'viewer live feed failed');
         end();
       });
       if (res.writableEnded || res.destroyed) stop();
     } catch (err) {
-      log.warn({ err: (err as Error).message, userId }, 'viewer live feed could not start');
+      this.log.warn({ err: (err as Error).message, userId }, 'viewer live feed could not start');
       end();
     }
   }
+}
 
-  return {
-    async handle(req, res) {
-      const url = new URL(req.url ?? '/', 'http://viewer');
-      if (url.pathname !== '/viewer' && !url.pathname.startsWith('/viewer/')) return false;
-      try {
-        await route(req, res, url);
-      } catch (err) {
-        // Logged by path only: the query may hold the token.
-        log.error({ err: (err as Error).message, path: url.pathname }, 'viewer request failed');
-        if (!res.headersSent) json(res, 500, { error: 'internal error' });
-        else res.end();
-      }
-      return true;
-    },
-    async close() {
-      for (const res of feeds) res.end();
-      feeds.clear();
-    },
-  };
+function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { ...COMMON_HEADERS, 'content-type': type, ...headers });
+  res.end(body);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  send(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
+}
+
+/** The token form (401), with a message when a token was refused. */
+function login(res: ServerResponse, message?: string): void {
+  send(res, 401, 'text/html; charset=utf-8', loginPage(message), {
+    'content-security-policy': LOGIN_CSP,
+    'www-authenticate': 'Bearer realm="clinician viewer"',
+  });
 }
 
 function safeDecode(component: string): string | null {

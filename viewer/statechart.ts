@@ -198,128 +198,147 @@ const LAYOUT_OPTIONS: Readonly<Record<string, string>> = {
   'elk.layered.considerModelOrder.components': 'MODEL_ORDER',
 };
 
+/** A graph's transitions as they are drawn, and its states by id. */
+interface Drawing {
+  byId: Map<string, ChartState>;
+  /** Per state, its targetless (and self) transitions: listed inside it. */
+  internal: Map<string, ChartTransition[]>;
+  /** Per `source->target`, the transitions drawn as that one arrow. */
+  arrows: Map<string, Arrow>;
+}
+
+interface Arrow {
+  source: string;
+  target: string;
+  transitions: ChartTransition[];
+}
+
 /** Lays a statechart out with ELK (layered, top to bottom, compound states as nested boxes). */
 export async function layoutStatechart(graph: ChartGraph): Promise<StatechartLayout> {
-  const byId = new Map(graph.states.map((s) => [s.id, s]));
+  const drawing = drawingOf(graph);
+  const root = graph.states.find((s) => s.parent === null)!;
+  const elkRoot = elkNode(drawing, root);
+  if (crossesHierarchy(drawing)) layOutWholeHierarchy(elkRoot);
+  const edgeContainers = addElkEdges(graph, drawing, elkRoot);
+  const laid = await new elkjs.default().layout(elkRoot);
+  return placeLayout(graph, drawing, laid, edgeContainers);
+}
+
+function drawingOf(graph: ChartGraph): Drawing {
   const internal = new Map<string, ChartTransition[]>();
-  const arrows = new Map<string, ChartTransition[]>();
+  const arrows = new Map<string, Arrow>();
   for (const t of graph.transitions) {
     const external = t.targets.filter((target) => target !== t.source);
-    if (external.length === 0) {
-      // Targetless (or a self transition): listed inside the state.
-      internal.set(t.source, [...(internal.get(t.source) ?? []), t]);
-      continue;
-    }
+    if (external.length === 0) internal.set(t.source, [...(internal.get(t.source) ?? []), t]);
     for (const target of external) {
       const key = `${t.source}->${target}`;
-      arrows.set(key, [...(arrows.get(key) ?? []), t]);
+      const arrow = arrows.get(key) ?? { source: t.source, target, transitions: [] };
+      arrow.transitions.push(t);
+      arrows.set(key, arrow);
     }
   }
+  return { byId: new Map(graph.states.map((s) => [s.id, s])), internal, arrows };
+}
 
-  const headerLines = (s: ChartState) => 1 + (internal.get(s.id)?.length ?? 0);
-  const titleOf = (s: ChartState) => (s.type === 'parallel' ? `${s.key} (parallel)` : s.key);
-  const innerWidth = (s: ChartState) =>
-    Math.max(textWidth(titleOf(s), TITLE_CHAR) + BADGE_W, ...(internal.get(s.id) ?? []).map((t) => textWidth(`↺ ${transitionText(t)}`)));
+/** A state's title: its key, and whether it is parallel. */
+function stateTitle(s: ChartState): string {
+  return s.type === 'parallel' ? `${s.key} (parallel)` : s.key;
+}
 
-  const elkNode = (s: ChartState): ElkNode => {
-    const header = 22 + (headerLines(s) - 1) * LINE;
-    if (s.children.length === 0) {
-      return { id: s.id, width: innerWidth(s) + 2 * PAD, height: header + 2 * PAD };
-    }
-    const children = s.children.map((c) => elkNode(byId.get(c)!));
-    if (s.initial) children.unshift({ id: s.id + INITIAL_SUFFIX, width: INITIAL_SIZE, height: INITIAL_SIZE });
-    return {
-      id: s.id,
-      layoutOptions: {
-        ...LAYOUT_OPTIONS,
-        'elk.padding': `[top=${header + PAD + 8},left=${PAD + 6},bottom=${PAD + 6},right=${PAD + 6}]`,
-        'elk.nodeSize.constraints': 'MINIMUM_SIZE',
-        'elk.nodeSize.minimum': `(${innerWidth(s) + 2 * PAD},${header + 2 * PAD})`,
-      },
-      children,
-      edges: [],
-    };
+/** A state as an ELK node sized to its text; a compound state with its children and initial marker. */
+function elkNode(d: Drawing, s: ChartState): ElkNode {
+  const internal = d.internal.get(s.id) ?? [];
+  const header = 22 + internal.length * LINE;
+  const inner = Math.max(textWidth(stateTitle(s), TITLE_CHAR) + BADGE_W, ...internal.map((t) => textWidth(`↺ ${transitionText(t)}`)));
+  if (s.children.length === 0) return { id: s.id, width: inner + 2 * PAD, height: header + 2 * PAD };
+  const children = s.children.map((c) => elkNode(d, d.byId.get(c)!));
+  if (s.initial) children.unshift({ id: s.id + INITIAL_SUFFIX, width: INITIAL_SIZE, height: INITIAL_SIZE });
+  return {
+    id: s.id,
+    layoutOptions: {
+      ...LAYOUT_OPTIONS,
+      'elk.padding': `[top=${header + PAD + 8},left=${PAD + 6},bottom=${PAD + 6},right=${PAD + 6}]`,
+      'elk.nodeSize.constraints': 'MINIMUM_SIZE',
+      'elk.nodeSize.minimum': `(${inner + 2 * PAD},${header + 2 * PAD})`,
+    },
+    children,
+    edges: [],
   };
-  const root = graph.states.find((s) => s.parent === null)!;
-  const elkRoot = elkNode(root);
-  // An arrow between states of different parents (e.g. into another region) needs ELK to lay out
-  // the whole hierarchy at once; its model-order cycle breaking does not support that mode.
-  const crossesHierarchy = [...arrows.values()].some(([t]) => t!.targets.some((x) => x !== t!.source && byId.get(x)!.parent !== byId.get(t!.source)!.parent));
-  if (crossesHierarchy) {
-    const visitElk = (node: ElkNode) => {
-      const { 'elk.layered.cycleBreaking.strategy': _cycle, 'elk.layered.considerModelOrder.components': _components, ...rest } = node.layoutOptions ?? {};
-      if (node.children?.length) node.layoutOptions = rest;
-      node.children?.forEach(visitElk);
-    };
-    visitElk(elkRoot);
-    elkRoot.layoutOptions = { ...elkRoot.layoutOptions, 'elk.hierarchyHandling': 'INCLUDE_CHILDREN' };
-  }
+}
 
-  // Each arrow goes into the lowest state containing both ends (ELK's rule for compound graphs).
+/** Whether an arrow joins states of different parents (e.g. into another region). */
+function crossesHierarchy(d: Drawing): boolean {
+  return [...d.arrows.values()].some((a) => d.byId.get(a.target)!.parent !== d.byId.get(a.source)!.parent);
+}
+
+/**
+ * Makes ELK lay out the whole hierarchy at once, which an arrow crossing it needs; ELK's
+ * model-order cycle breaking does not support that mode.
+ */
+function layOutWholeHierarchy(elkRoot: ElkNode): void {
+  walk(elkRoot, (node) => {
+    if (!node.children?.length) return;
+    const { 'elk.layered.cycleBreaking.strategy': _cycle, 'elk.layered.considerModelOrder.components': _components, ...rest } = node.layoutOptions ?? {};
+    node.layoutOptions = rest;
+  });
+  elkRoot.layoutOptions = { ...elkRoot.layoutOptions, 'elk.hierarchyHandling': 'INCLUDE_CHILDREN' };
+}
+
+/**
+ * Adds every arrow, and the arrow of every initial marker, to the lowest state containing both
+ * ends (ELK's rule for compound graphs); returns each edge's container.
+ */
+function addElkEdges(graph: ChartGraph, d: Drawing, elkRoot: ElkNode): Map<string, string> {
   const elkById = new Map<string, ElkNode>();
-  const index = (n: ElkNode) => {
-    elkById.set(n.id, n);
-    n.children?.forEach(index);
-  };
-  index(elkRoot);
-  const ancestors = (id: string): string[] => {
-    const out: string[] = [];
-    for (let s = byId.get(id); s; s = s.parent ? byId.get(s.parent) : undefined) out.push(s.id);
-    return out;
-  };
-  const containerOf = (a: string, b: string): string => {
-    const up = ancestors(b);
-    return ancestors(a).find((id) => up.includes(id) && id !== a && id !== b) ?? root.id;
-  };
-  const edgeContainer = new Map<string, string>();
-  const addEdge = (container: string, edge: ElkExtendedEdge) => {
-    const parent = elkById.get(container)!;
-    (parent.edges ??= []).push(edge);
-    edgeContainer.set(edge.id, container);
+  walk(elkRoot, (n) => elkById.set(n.id, n));
+  const containers = new Map<string, string>();
+  const add = (container: string, edge: ElkExtendedEdge) => {
+    (elkById.get(container)!.edges ??= []).push(edge);
+    containers.set(edge.id, container);
   };
   for (const s of graph.states) {
-    if (s.initial) addEdge(s.id, { id: `${s.id}${INITIAL_SUFFIX}->${s.initial}`, sources: [s.id + INITIAL_SUFFIX], targets: [s.initial] });
+    if (s.initial) add(s.id, { id: `${s.id}${INITIAL_SUFFIX}->${s.initial}`, sources: [s.id + INITIAL_SUFFIX], targets: [s.initial] });
   }
-  for (const [key, list] of arrows) {
-    const { source } = list[0]!;
-    const target = key.slice(source.length + 2);
-    const lines = list.map(transitionText);
-    addEdge(containerOf(source, target), {
+  for (const [key, { source, target, transitions }] of d.arrows) {
+    const lines = transitions.map(transitionText);
+    add(lowestCommonAncestor(d, source, target) ?? elkRoot.id, {
       id: key,
       sources: [source],
       targets: [target],
       labels: [{ id: `${key}:label`, text: lines.join('\n'), width: Math.max(...lines.map((l) => textWidth(l))) + 8, height: lines.length * LINE + 4 }],
     });
   }
+  return containers;
+}
 
-  const laid = await new elkjs.default().layout(elkRoot);
+/** The lowest state that contains both `a` and `b` (neither of them). */
+function lowestCommonAncestor(d: Drawing, a: string, b: string): string | undefined {
+  const ancestors = (id: string): string[] => {
+    const out: string[] = [];
+    for (let s = d.byId.get(id); s; s = s.parent ? d.byId.get(s.parent) : undefined) out.push(s.id);
+    return out;
+  };
+  const up = ancestors(b);
+  return ancestors(a).find((id) => up.includes(id) && id !== a && id !== b);
+}
 
-  // ELK gives positions relative to the parent node (edges: relative to their container).
+/** ELK's result in absolute coordinates (ELK places nodes relative to their parent, edges to their container). */
+function placeLayout(graph: ChartGraph, d: Drawing, laid: ElkNode, edgeContainers: Map<string, string>): StatechartLayout {
   const absolute = new Map<string, { x: number; y: number }>();
+  const nodes = new Map<string, ElkNode>();
+  const edges: ElkExtendedEdge[] = [];
   const place = (n: ElkNode, ox: number, oy: number) => {
-    const x = ox + (n.x ?? 0);
-    const y = oy + (n.y ?? 0);
-    absolute.set(n.id, { x, y });
-    n.children?.forEach((c) => place(c, x, y));
+    const at = { x: ox + (n.x ?? 0), y: oy + (n.y ?? 0) };
+    absolute.set(n.id, at);
+    nodes.set(n.id, n);
+    edges.push(...(n.edges ?? []));
+    n.children?.forEach((c) => place(c, at.x, at.y));
   };
   place(laid, 0, 0);
-  const laidById = new Map<string, ElkNode>();
-  const indexLaid = (n: ElkNode) => {
-    laidById.set(n.id, n);
-    n.children?.forEach(indexLaid);
-  };
-  indexLaid(laid);
-  const edges: ElkExtendedEdge[] = [];
-  const collect = (n: ElkNode) => {
-    edges.push(...(n.edges ?? []));
-    n.children?.forEach(collect);
-  };
-  collect(laid);
-
   const states: PlacedState[] = graph.states.map((s) => {
-    const n = laidById.get(s.id)!;
+    const n = nodes.get(s.id)!;
     const at = absolute.get(s.id)!;
-    return { ...s, x: at.x, y: at.y, width: n.width ?? 0, height: n.height ?? 0, internal: internal.get(s.id) ?? [] };
+    return { ...s, x: at.x, y: at.y, width: n.width ?? 0, height: n.height ?? 0, internal: d.internal.get(s.id) ?? [] };
   });
   const initials = graph.states
     .filter((s) => s.initial)
@@ -327,28 +346,34 @@ export async function layoutStatechart(graph: ChartGraph): Promise<StatechartLay
       const at = absolute.get(s.id + INITIAL_SUFFIX)!;
       return { parent: s.id, target: s.initial!, x: at.x, y: at.y, size: INITIAL_SIZE };
     });
-  const placedEdges: PlacedEdge[] = edges.map((e) => {
-    const offset = absolute.get(edgeContainer.get(e.id)!)!;
-    const shift = (p: ElkPoint) => ({ x: p.x + offset.x, y: p.y + offset.y });
-    const section = e.sections?.[0];
-    const points = section ? [section.startPoint, ...(section.bendPoints ?? []), section.endPoint].map(shift) : [];
-    const label = e.labels?.[0];
-    const isInitial = e.id.includes(INITIAL_SUFFIX);
-    const source = e.sources[0]!;
-    const target = e.targets[0]!;
-    return {
-      id: e.id,
-      source: isInitial ? source.slice(0, -INITIAL_SUFFIX.length) : source,
-      target,
-      transitions: isInitial ? [] : arrows.get(e.id)!,
-      points,
-      label: label
-        ? { x: (label.x ?? 0) + offset.x, y: (label.y ?? 0) + offset.y, width: label.width ?? 0, height: label.height ?? 0 }
-        : { x: 0, y: 0, width: 0, height: 0 },
-      initial: isInitial,
-    };
-  });
+  const placedEdges = edges.map((e) => placeEdge(e, d, absolute.get(edgeContainers.get(e.id)!)!));
   return { graph, width: Math.ceil(laid.width ?? 0), height: Math.ceil(laid.height ?? 0), states, initials, edges: placedEdges };
+}
+
+/** One laid-out ELK edge, shifted by its container's position. */
+function placeEdge(e: ElkExtendedEdge, d: Drawing, offset: { x: number; y: number }): PlacedEdge {
+  const shift = (p: ElkPoint) => ({ x: p.x + offset.x, y: p.y + offset.y });
+  const section = e.sections?.[0];
+  const label = e.labels?.[0];
+  const initial = e.id.includes(INITIAL_SUFFIX);
+  const source = e.sources[0]!;
+  return {
+    id: e.id,
+    source: initial ? source.slice(0, -INITIAL_SUFFIX.length) : source,
+    target: e.targets[0]!,
+    transitions: initial ? [] : d.arrows.get(e.id)!.transitions,
+    points: section ? [section.startPoint, ...(section.bendPoints ?? []), section.endPoint].map(shift) : [],
+    label: label
+      ? { x: (label.x ?? 0) + offset.x, y: (label.y ?? 0) + offset.y, width: label.width ?? 0, height: label.height ?? 0 }
+      : { x: 0, y: 0, width: 0, height: 0 },
+    initial,
+  };
+}
+
+/** Visits an ELK node and its descendants, parents first. */
+function walk(node: ElkNode, visit: (node: ElkNode) => void): void {
+  visit(node);
+  node.children?.forEach((c) => walk(c, visit));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,23 +414,15 @@ export interface SvgOptions {
 
 /** Renders a laid-out statechart as an SVG document. */
 export function renderStatechartSvg(layout: StatechartLayout, options: SvgOptions = {}): string {
-  const { graph } = layout;
   const margin = 8;
-  const out: string[] = [];
   const w = layout.width + 2 * margin;
   const h = layout.height + 2 * margin;
-  const regions = (s: ChartState) =>
-    s.children.map((c) => layout.states.find((x) => x.id === c)!).map((c) => `${c.key} (${c.children.map((k) => k.split('.').pop()).join(', ')})`);
-  const root = layout.states.find((s) => s.parent === null)!;
-  const description =
-    root.type === 'parallel'
-      ? `Parallel state ${root.key} with regions ${regions(root).join('; ')}. ${graph.transitions.length} transitions.`
-      : `State machine ${root.key}: ${graph.states.length} states, ${graph.transitions.length} transitions.`;
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" class="statechart" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-labelledby="statechart-title statechart-desc" data-machine-id="${esc(graph.machineId)}">`,
-    `<title id="statechart-title">Statechart of the ${esc(graph.machineId)} machine</title>`,
-    `<desc id="statechart-desc">${esc(description)}</desc>`,
-  );
+  const machineId = esc(layout.graph.machineId);
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" class="statechart" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-labelledby="statechart-title statechart-desc" data-machine-id="${machineId}">`,
+    `<title id="statechart-title">Statechart of the ${machineId} machine</title>`,
+    `<desc id="statechart-desc">${esc(describe(layout))}</desc>`,
+  ];
   if (options.embedStyle) out.push(`<style>${STATECHART_CSS}</style>`);
   out.push(
     '<defs><marker id="statechart-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">',
@@ -413,49 +430,62 @@ export function renderStatechartSvg(layout: StatechartLayout, options: SvgOption
     `<g transform="translate(${margin},${margin})">`,
   );
   // Outer states first, so inner ones are drawn on top.
-  const depth = (s: ChartState) => s.path.length;
-  for (const s of [...layout.states].sort((a, b) => depth(a) - depth(b))) {
-    const classes = ['state', s.type, s.id.endsWith('.active') && s.path[0] === 'crisis' ? 'crisis-active' : ''].filter(Boolean).join(' ');
-    const title = s.type === 'parallel' ? `${s.key} (parallel)` : s.key;
-    out.push(
-      `<g class="${classes}" id="state-${esc(s.id)}" data-state-id="${esc(s.id)}" data-state-type="${s.type}">`,
-      `<title>${esc(`state ${s.id}`)}</title>`,
-      `<rect x="${n(s.x)}" y="${n(s.y)}" width="${n(s.width)}" height="${n(s.height)}" rx="${s.children.length ? 4 : 10}"/>`,
-      `<text class="state-title" x="${n(s.x + PAD)}" y="${n(s.y + PAD + TITLE_FONT)}">${esc(title)}</text>`,
-    );
-    s.internal.forEach((t, i) => {
-      out.push(
-        `<text class="internal" x="${n(s.x + PAD)}" y="${n(s.y + PAD + TITLE_FONT + (i + 1) * LINE + 2)}" data-transition="${esc(t.key)}">${transitionLine(t, true)}</text>`,
-      );
-    });
-    out.push(
-      `<g class="badge" aria-hidden="true"><rect x="${n(s.x + s.width - BADGE_W - 4)}" y="${n(s.y + 5)}" width="${BADGE_W}" height="18" rx="9"/>`,
-      `<text x="${n(s.x + s.width - BADGE_W / 2 - 4)}" y="${n(s.y + 18)}" text-anchor="middle">current</text></g>`,
-      '</g>',
-    );
-  }
+  for (const s of [...layout.states].sort((a, b) => a.path.length - b.path.length)) out.push(...stateSvg(s));
   for (const i of layout.initials) {
     const r = i.size / 2;
     out.push(`<circle class="initial-marker" cx="${n(i.x + r)}" cy="${n(i.y + r)}" r="${n(r - 1)}"><title>initial state of ${esc(i.parent)}</title></circle>`);
   }
-  for (const e of layout.edges) {
-    const d = e.points.map((p, k) => `${k === 0 ? 'M' : 'L'}${n(p.x)},${n(p.y)}`).join(' ');
-    out.push(
-      `<g class="edge${e.initial ? ' initial' : ''}" data-source="${esc(e.source)}" data-target="${esc(e.target)}">`,
-      `<path d="${d}" marker-end="url(#statechart-arrow)"/>`,
-    );
-    if (e.transitions.length) {
-      const { x, y, width, height } = e.label;
-      out.push(`<g class="edge-label"><rect x="${n(x)}" y="${n(y)}" width="${n(width)}" height="${n(height)}" rx="3"/>`);
-      e.transitions.forEach((t, k) => {
-        out.push(`<text x="${n(x + 4)}" y="${n(y + 2 + (k + 1) * LINE - 4)}" data-transition="${esc(t.key)}">${transitionLine(t, false)}</text>`);
-      });
-      out.push('</g>');
-    }
-    out.push('</g>');
-  }
+  for (const e of layout.edges) out.push(...edgeSvg(e));
   out.push('</g></svg>');
   return out.join('\n') + '\n';
+}
+
+/** The drawing's text alternative: the regions of a parallel root, or the counts. */
+function describe(layout: StatechartLayout): string {
+  const { graph } = layout;
+  const root = layout.states.find((s) => s.parent === null)!;
+  if (root.type !== 'parallel') return `State machine ${root.key}: ${graph.states.length} states, ${graph.transitions.length} transitions.`;
+  const regions = root.children
+    .map((c) => layout.states.find((x) => x.id === c)!)
+    .map((c) => `${c.key} (${c.children.map((k) => k.split('.').pop()).join(', ')})`);
+  return `Parallel state ${root.key} with regions ${regions.join('; ')}. ${graph.transitions.length} transitions.`;
+}
+
+/** A state's group: box, title, targetless transitions and the (hidden) `current` badge. */
+function stateSvg(s: PlacedState): string[] {
+  const classes = ['state', s.type, s.id.endsWith('.active') && s.path[0] === 'crisis' ? 'crisis-active' : ''].filter(Boolean).join(' ');
+  return [
+    `<g class="${classes}" id="state-${esc(s.id)}" data-state-id="${esc(s.id)}" data-state-type="${s.type}">`,
+    `<title>${esc(`state ${s.id}`)}</title>`,
+    `<rect x="${n(s.x)}" y="${n(s.y)}" width="${n(s.width)}" height="${n(s.height)}" rx="${s.children.length ? 4 : 10}"/>`,
+    `<text class="state-title" x="${n(s.x + PAD)}" y="${n(s.y + PAD + TITLE_FONT)}">${esc(stateTitle(s))}</text>`,
+    ...s.internal.map(
+      (t, i) =>
+        `<text class="internal" x="${n(s.x + PAD)}" y="${n(s.y + PAD + TITLE_FONT + (i + 1) * LINE + 2)}" data-transition="${esc(t.key)}">${transitionLine(t, true)}</text>`,
+    ),
+    `<g class="badge" aria-hidden="true"><rect x="${n(s.x + s.width - BADGE_W - 4)}" y="${n(s.y + 5)}" width="${BADGE_W}" height="18" rx="9"/>`,
+    `<text x="${n(s.x + s.width - BADGE_W / 2 - 4)}" y="${n(s.y + 18)}" text-anchor="middle">current</text></g>`,
+    '</g>',
+  ];
+}
+
+/** An arrow's group: its path and the label listing its transitions. */
+function edgeSvg(e: PlacedEdge): string[] {
+  const d = e.points.map((p, k) => `${k === 0 ? 'M' : 'L'}${n(p.x)},${n(p.y)}`).join(' ');
+  const out = [
+    `<g class="edge${e.initial ? ' initial' : ''}" data-source="${esc(e.source)}" data-target="${esc(e.target)}">`,
+    `<path d="${d}" marker-end="url(#statechart-arrow)"/>`,
+  ];
+  if (e.transitions.length) {
+    const { x, y, width, height } = e.label;
+    out.push(
+      `<g class="edge-label"><rect x="${n(x)}" y="${n(y)}" width="${n(width)}" height="${n(height)}" rx="3"/>`,
+      ...e.transitions.map((t, k) => `<text x="${n(x + 4)}" y="${n(y + 2 + (k + 1) * LINE - 4)}" data-transition="${esc(t.key)}">${transitionLine(t, false)}</text>`),
+      '</g>',
+    );
+  }
+  out.push('</g>');
+  return out;
 }
 
 function transitionLine(t: ChartTransition, internal: boolean): string {
