@@ -87,14 +87,25 @@ export const AuditRecord = z.strictObject({
 /** Why a message was dead-lettered (also the last token of its `fm.dlq.<reason>` subject). */
 export const DEAD_LETTER_REASONS = ['too_large', 'malformed', 'invalid', 'user_mismatch', 'unknown_user', 'rejected'] as const;
 
-/** A rejected message, with its reason. `raw` is dropped when the message may hold personal content. */
+/** Most bytes of a rejected body a dead letter keeps: enough to diagnose, and the letter always fits. */
+export const DEAD_LETTER_RAW_BYTES = 16 * 1024;
+
+/**
+ * A rejected message, with its reason. `raw` is the body whole, its first {@link DEAD_LETTER_RAW_BYTES}
+ * (`truncated`), or none: dropped when the message may hold personal content (`redacted`), or when
+ * the sender gave none (the ingress never keeps a Stripe body).
+ */
 export const DeadLetter = z.strictObject({
   reason: z.enum(DEAD_LETTER_REASONS),
   /** What was wrong, naming the field, never quoting its value. */
   detail: z.string().max(500),
   subject: z.string().max(256),
   receivedAt: EpochMs,
-  raw: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes").nullable(),
+  raw: z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= DEAD_LETTER_RAW_BYTES, 'expected bytes').nullable(),
+  /** Byte length of the rejected body; null when none was given. */
+  size: z.number().int().nonnegative().nullable().describe('byte length of the rejected body; null when none was given'),
+  /** `raw` holds only the first {@link DEAD_LETTER_RAW_BYTES} bytes of the body. */
+  truncated: z.boolean().describe(`raw holds only the first ${DEAD_LETTER_RAW_BYTES} bytes of the body`),
   redacted: z.boolean(),
 });
 

@@ -71,6 +71,8 @@ export const DEAD_LETTER: DeadLetter = {
   subject: 'fm.evt.user-1.payment_failed',
   receivedAt: 30,
   raw: new Uint8Array([0xc1, 0x00]),
+  size: 2,
+  truncated: false,
   redacted: false,
 };
 
