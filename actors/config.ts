@@ -63,6 +63,11 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   crisisLines: [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }],
 };
 
+/** The process title a node runs under (`ps`, `ss`, `top`), so an operator can find it. */
+export function processTitle(config: Pick<RuntimeConfig, 'nodeId'>): string {
+  return `fullmind-sync ${config.nodeId}`;
+}
+
 const int = (value: string | undefined): number | undefined => {
   if (value === undefined || value === '') return undefined;
   const n = Number(value);

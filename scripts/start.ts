@@ -6,7 +6,7 @@
  * Ctrl-C stops them cleanly in reverse order.
  */
 import { fileURLToPath } from 'node:url';
-import { configFromEnv } from '../actors/config.ts';
+import { configFromEnv, processTitle } from '../actors/config.ts';
 import { createLogger } from '../actors/logger.ts';
 import { RuntimeNode } from '../actors/node.ts';
 import { stopOnSignals } from '../actors/shutdown.ts';
@@ -70,6 +70,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
 }
 
 if (import.meta.main) {
+  process.title = processTitle(configFromEnv());
   const system = await startSystem();
   system.node.log.info({ embeddedNats: system.nats !== undefined, port: system.ingress.port }, 'fullmind-sync running; Ctrl-C to stop');
   stopOnSignals(() => system.stop());
