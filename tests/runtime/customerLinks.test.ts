@@ -1,0 +1,83 @@
+/**
+ * Integration (real nats-server, the `npm start` process: runtime node + ingress): a
+ * `customer_linked` event feeds the ingress's customer lookup and never reaches a user actor; the
+ * runtime's normal-lane consumer filters it out, and a consumer made before the filter existed
+ * gets it when a node starts.
+ */
+import { Kvm } from '@nats-io/kv';
+import { describe, expect, it } from 'vitest';
+import type { MetricsSnapshot } from '../../actors/metrics.ts';
+import { event, registerDevices } from '../support/events.ts';
+import { waitFor } from '../support/processes.ts';
+import { useSystem } from '../support/system.ts';
+
+const system = useSystem({ PORT: '0' }, { script: 'scripts/start.ts' });
+
+/** What the runtime has applied and its normal-lane consumer delivered so far. */
+async function runtimeCounts(): Promise<{ metrics: MetricsSnapshot; delivered: number }> {
+  const { client } = system();
+  const info = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
+  return { metrics: await client.metrics(), delivered: info.delivered.consumer_seq };
+}
+
+/** Waits until the node applied `events` events in all and acknowledged everything on the normal lane. */
+async function applied(events: number): Promise<void> {
+  const { client } = system();
+  await waitFor(async () => {
+    const info = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
+    return (await client.metrics()).events >= events && info.num_pending === 0 && info.num_ack_pending === 0;
+  }, `${events} events applied and acknowledged`);
+}
+
+/**
+ * Links `customerId` to a user who already has a record, then sends the same user one event more
+ * on the same lane. Stream order makes that event the fact to wait on: once it is applied, a
+ * delivered link would have been applied before it.
+ */
+async function linkThenNext(userId: string, customerId: string) {
+  const { client } = system();
+  const { events } = await client.metrics();
+  await client.publish(...registerDevices(userId, ['phone']));
+  await applied(events + 1);
+  const before = await runtimeCounts();
+  await client.publish(event(userId, 'customer_linked', { customerId }), event(userId, 'device_registered', { deviceId: 'tablet', platform: 'web' }));
+  await applied(before.metrics.events + 1);
+  const after = await runtimeCounts();
+  const customers = await new Kvm(client.nc).open(client.topology.buckets.customers);
+  const linked = await waitFor(async () => (await customers.get(customerId))?.string(), 'the link in the customer lookup');
+  return { before, after, linked };
+}
+
+describe('customer links', () => {
+  it('a customer_linked event reaches the customer lookup and no user actor', async () => {
+    const { before, after, linked } = await linkThenNext('linked-user', 'cus_linked1');
+    expect(linked).toBe('linked-user');
+    // Only the device registration after it: delivered, applied and committed.
+    expect(after.delivered - before.delivered).toBe(1);
+    expect(after.metrics.events - before.metrics.events).toBe(1);
+    expect(after.metrics.commits - before.metrics.commits).toBe(1);
+    expect(after.metrics.deadLetters).toBe(before.metrics.deadLetters);
+    const { client } = system();
+    expect((await client.audit()).filter((a) => a.userId === 'linked-user').map((a) => a.eventType)).not.toContain('customer_linked');
+  });
+
+  it('a lane consumer made before the filter existed is given it when a node starts', async () => {
+    const { client } = system();
+    const { streams, consumers, subjects } = client.topology;
+    await system().restartRuntime({
+      before: async () => {
+        const info = await client.jsm.consumers.info(streams.normal, consumers.normal);
+        await client.jsm.consumers.update(streams.normal, consumers.normal, { ...info.config, filter_subjects: undefined });
+        expect((await client.jsm.consumers.info(streams.normal, consumers.normal)).config.filter_subjects).toBeUndefined();
+      },
+    });
+    const info = await client.jsm.consumers.info(streams.normal, consumers.normal);
+    expect(info.config.filter_subjects).toEqual(subjects.all.normalForActors);
+    expect(info.config.filter_subjects).not.toContain(subjects.all.customerLinks);
+
+    const { before, after, linked } = await linkThenNext('relinked-user', 'cus_linked2');
+    expect(linked).toBe('relinked-user');
+    expect(after.delivered - before.delivered).toBe(1);
+    expect(after.metrics.events - before.metrics.events).toBe(1);
+  });
+});
