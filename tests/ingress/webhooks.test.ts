@@ -14,6 +14,7 @@ import {
 } from '../support/stripe.ts';
 import { CRISIS_FEATURES, event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
+import { settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
 
 const SECRET = 'whsec_test_current';
@@ -172,7 +173,7 @@ describe('NATS outage', () => {
     }, 'a 2xx once NATS is back', 30_000);
     expect(retried.body.published).toBe('subscription_activated');
     await devices.waitForView(`${userId}:phone`, (v) => v.tier === 'premium', 'premium after the outage', 30_000);
-    await new Promise((r) => setTimeout(r, 300));
+    await settled(system().client, `${userId}:phone`);
     expect((await system().client.audit()).filter((a) => a.eventId === created.id)).toHaveLength(1);
     expect(devices.applied.get(`${userId}:phone`)!.filter((v) => v.tier === 'premium')).toHaveLength(1);
   });

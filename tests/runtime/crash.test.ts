@@ -8,13 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import type { UserEvent } from '../../machines/events.ts';
 import { deriveView } from '../../machines/deviceView.ts';
-import { applyEvent, createUserState, foldEvents, fromPersisted, type UserState } from '../../machines/userState.ts';
+import { applyEvent, createUserState, foldEvents, fromPersisted, toPersisted, type UserState } from '../../machines/userState.ts';
 import type { UserRecord } from '../../actors/userStore.ts';
 import { decode } from '../../transport/codec.ts';
 import { AuditRecord, type DeviceView } from '../../transport/schemas.ts';
 import { encodeDeviceView } from '../../transport/viewWire.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
+import { killedNodeWritesStored, lanesSettled, settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
 
 const system = useSystem();
@@ -100,14 +101,12 @@ function expectationsOf(user: string, events: UserEvent[]): Expected {
 /** Events of a user whose effects are in its stored record (the event ids it remembers). */
 const appliedIn = (record: UserRecord | null | undefined) => record?.state.recentEventIds.length ?? 0;
 
-/** A stored record is the fold of the first events of its user, in order, each once. */
+/** A stored record is the fold of the first events of its user, in order, each once (the whole persisted state). */
 function expectFoldOfPrefix(user: string, record: UserRecord, expected: Expected): void {
   const k = appliedIn(record);
   const state = expected.prefixes[k]!;
   expect(record.state.recentEventIds, user).toEqual(expected.events.slice(0, k).map((e) => e.id));
-  expect(record.state.value, user).toEqual(state.snapshot.value);
-  expect(record.state.context, user).toEqual(state.snapshot.context);
-  expect(record.state.paymentClock, user).toEqual(state.paymentClock);
+  expect(record.state, user).toEqual(toPersisted(state));
   expect(deriveView(fromPersisted(record.state).snapshot), user).toEqual(deriveView(state.snapshot));
 }
 
@@ -151,8 +150,7 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
       await sys.restartRuntime({
         crash: true,
         before: async () => {
-          // Let the server finish with what the killed process had written to its socket.
-          await new Promise((r) => setTimeout(r, 300));
+          await killedNodeWritesStored(client);
           durable = new Map(await Promise.all(users.map(async (u) => [u, await client.userRecord(u)] as const)));
         },
       });
@@ -196,10 +194,12 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
       40_000,
     );
 
-    // Final state: the fold of all ten events (value, context, dedup memory, payment clock, view).
+    // Final state: the fold of all ten events (the whole persisted state, and the view).
     for (const u of users) expectFoldOfPrefix(u, records.get(u)!, expected.get(u)!);
 
-    // No event applied twice: the last node applied exactly the events that were not durable.
+    // No event applied twice: the last node applied exactly the events that were not durable. Once
+    // its lanes are settled, no redelivery is left that could still be applied.
+    await lanesSettled(client);
     const after = await client.metrics();
     console.log(
       `crash (after): last node applied ${after.events} events, skipped ${after.duplicates} redelivered duplicates, ` +
@@ -279,6 +279,8 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
     });
 
     const grace = await devices.waitForView(key, (v) => v.tier === 'grace_period', 'the grace period view', 10_000);
+    await settled(client, key);
+    expect(devices.latest(key)).toBe(grace);
     expect(grace.version).toBe(premium.version + 2);
     expect(grace.status).toBe('past_due');
     const record = await waitFor(async () => {
@@ -314,12 +316,12 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
       const r = await client.userRecord(user);
       return r?.state.recentEventIds.includes(downgrade.id) ? r : undefined;
     }, 'the downgrade recorded', 5_000);
+    await settled(client, key);
     const after = await client.metrics();
     expect(after.fenced).toBe(before.fenced + 1);
     expect(after.activations).toBe(before.activations + 1);
     expect(after.orphanedViews).toBe(before.orphanedViews + 1);
     expect(record.viewVersion).toBe(basic.version);
-    await new Promise((r) => setTimeout(r, 300));
     expect(devices.applied.get(key)!.filter((v) => v.tier === 'basic')).toHaveLength(1);
     expect(devices.latest(key)!.version).toBe(record.viewVersion);
   });

@@ -4,9 +4,12 @@
  * devices learn it, whether the node was stopped over the deadline and started after it, or ran the
  * whole time with the user passivated. The grace end is audited once.
  */
+import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
+import type { Deadline } from '../../machines/deadlines.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor, type DeviceProcess } from '../support/processes.ts';
+import { settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
 
 const GRACE_MS = 2_000;
@@ -17,8 +20,6 @@ const system = useSystem({
   FM_IDLE_MS: '200',
   FM_SWEEP_MS: '100',
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Registers the user's phone, subscribes to premium, fails a payment; returns the grace deadline. */
 async function enterGrace(user: string, devices: DeviceProcess): Promise<number> {
@@ -38,9 +39,18 @@ async function enterGrace(user: string, devices: DeviceProcess): Promise<number>
   return stored!.gracePeriod!.endsAt;
 }
 
-/** The user's audit records of the grace end: there must be exactly one. */
+/**
+ * The user's audit records of the grace end, once nothing can add another: every event is
+ * committed, the device took every view, and no deadline of the user is pending any more (none
+ * can fire again). There must be exactly one.
+ */
 async function graceEndings(user: string) {
-  const audit = await system().client.audit();
+  const { client } = system();
+  await settled(client, `${user}:phone`);
+  const deadlines = await new Kvm(client.nc).open(client.topology.buckets.deadlines);
+  const pending = await deadlines.get(user);
+  expect(pending?.operation === 'PUT' ? pending.json<Deadline>() : null).toBeNull();
+  const audit = await client.audit();
   return audit.filter((a) => a.userId === user && a.eventType === 'grace_ended');
 }
 
@@ -58,7 +68,7 @@ describe('durable deadline: a two-second grace period ends on time', () => {
     await sys.restartRuntime({
       before: async () => {
         stoppedAt = Date.now();
-        await sleep(endsAt - Date.now() + 500);
+        await waitFor(() => Date.now() > endsAt, 'the grace deadline to pass');
         lapsedWhileStopped = devices.applied.get(key)!.some((v) => v.tier === 'lapsed');
         startedAt = Date.now();
       },
@@ -76,7 +86,6 @@ describe('durable deadline: a two-second grace period ends on time', () => {
     const stored = await sys.client.lastView(user, 'phone');
     expect(stored).toMatchObject({ version: lapsed.version, tier: 'lapsed', status: 'lapsed', gracePeriod: null });
 
-    await sleep(300);
     const endings = await graceEndings(user);
     expect(endings).toHaveLength(1);
     expect(endings[0]).toMatchObject({ from: { subscription: 'grace_period' }, to: { subscription: 'lapsed' }, at: endsAt });
@@ -106,7 +115,6 @@ describe('durable deadline: a two-second grace period ends on time', () => {
     // The deadline event brought the user back into memory.
     expect((await sys.client.metrics()).activations).toBeGreaterThan(passivated.activations);
 
-    await sleep(300);
     const endings = await graceEndings(user);
     expect(endings).toHaveLength(1);
     expect(endings[0]).toMatchObject({ from: { subscription: 'grace_period' }, to: { subscription: 'lapsed' }, at: endsAt });

@@ -7,6 +7,7 @@ import { UserEvent } from '../../machines/events.ts';
 import { encode } from '../../transport/codec.ts';
 import { CRISIS_FEATURES, event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
+import { settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
 
 const system = useSystem();
@@ -85,7 +86,8 @@ describe('devices apply their user view', () => {
     expect(stored).toBe(first.version + 5);
     device = await system().devices(key);
     const latest = await device.waitForView(key, (v) => v.version === stored, 'latest version');
-    await new Promise((r) => setTimeout(r, 500));
+    // Nothing more can come: every event is committed, and the device took every view stored for it.
+    await settled(client, key);
     expect(device.applied.get(key)).toHaveLength(1);
     expect(latest.tier).toBe('basic');
   });
@@ -111,7 +113,8 @@ describe('devices apply their user view', () => {
     await devices.waitForView(`${user}:phone`, (v) => v.tier === 'basic', 'basic');
     await waitFor(async () => (await client.metrics()).fenced > fencedBefore, 'a fenced commit');
 
-    await new Promise((r) => setTimeout(r, 300));
+    // The redelivered batch is committed, and the device took every view: now count.
+    await settled(client, `${user}:phone`);
     const audits = (await client.audit()).filter((a) => a.userId === user);
     expect(audits.filter((a) => a.eventId === upgrade.id)).toHaveLength(1);
     expect(audits.filter((a) => a.eventId === plan.id)).toHaveLength(1);

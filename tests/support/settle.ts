@@ -1,0 +1,78 @@
+/**
+ * Facts that a system has finished its work, for a test to wait on before it asserts exact counts
+ * ("exactly one"): once they hold, nothing in flight can still deliver, so a late duplicate would
+ * already be counted. Read from JetStream itself (consumer and stream state), never a sleep.
+ */
+import { JetStreamApiError } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { RequestError } from '@nats-io/transport-node';
+import { consumerName } from '../../clients/deviceActor.ts';
+import type { TestClient } from './client.ts';
+import { waitFor } from './processes.ts';
+
+/** A key no user has: a refused write to it is the user records' stream answering in order. */
+const BARRIER_KEY = 'test-barrier';
+
+/** Whether a durable consumer was delivered everything its stream holds for it, and acknowledged it all. */
+async function drained(client: TestClient, stream: string, consumer: string): Promise<boolean> {
+  const info = await client.jsm.consumers.info(stream, consumer);
+  return info.num_pending === 0 && info.num_ack_pending === 0;
+}
+
+/**
+ * Waits until the runtime node committed every event stored so far: both lane consumers have
+ * nothing pending and nothing unacknowledged. A node acknowledges an event only once the views,
+ * audit records, dead letters and user record of its commit are stored (a batch held for
+ * coalescing, or refused by a fence, stays unacknowledged), so nothing it holds can publish more.
+ */
+export async function lanesSettled(client: TestClient): Promise<void> {
+  const { streams, consumers } = client.topology;
+  await waitFor(
+    async () => (await drained(client, streams.normal, consumers.normal)) && (await drained(client, streams.crisis, consumers.crisis)),
+    'both lanes to have nothing pending or unacknowledged',
+  );
+}
+
+/**
+ * Waits until devices (`user:device`, running) took every view stored for them: each one's
+ * consumer on the views stream has nothing pending and nothing unacknowledged. A device
+ * acknowledges a view after it applied and printed it.
+ */
+export async function devicesSettled(client: TestClient, devices: readonly string[]): Promise<void> {
+  const { streams } = client.topology;
+  for (const device of devices) {
+    const [userId, deviceId] = device.split(':') as [string, string];
+    await waitFor(() => drained(client, streams.views, consumerName(userId, deviceId)), `${device} to have taken every view`);
+  }
+}
+
+/** Waits until the runtime committed everything stored, and then `devices` took every view it published. */
+export async function settled(client: TestClient, ...devices: string[]): Promise<void> {
+  await lanesSettled(client);
+  await devicesSettled(client, devices);
+}
+
+/**
+ * Waits, after a runtime node was killed, until every user record it had sent is stored. First
+ * nobody answers the node's metrics subject: the server dropped the node's connection (the one its
+ * records and that subscription share), having read it to the end. Then the records' stream
+ * answers a write of ours that it refuses (a revision the key cannot have): a stream takes writes
+ * in the order they reached the server, so it answers ours after storing the node's.
+ */
+export async function killedNodeWritesStored(client: TestClient): Promise<void> {
+  const metrics = client.topology.subjects.control('metrics');
+  await waitFor(
+    () =>
+      client.nc.request(metrics, '', { timeout: 1_000 }).then(
+        () => false,
+        (err: unknown) => err instanceof RequestError && err.isNoResponders(),
+      ),
+    'the server to drop the killed node',
+  );
+  const records = await new Kvm(client.nc).open(client.topology.buckets.users);
+  const refused = await records.update(BARRIER_KEY, new Uint8Array(), Number.MAX_SAFE_INTEGER).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  if (!(refused instanceof JetStreamApiError)) throw new Error(`expected the records' stream to refuse the barrier write, got ${String(refused)}`);
+}
