@@ -15,12 +15,23 @@ const grace = userAfter([
 ]);
 const basicInCrisis = userAfter([ev('subscription_activated', { subscriptionId: 's', tier: 'basic', at: DAY }), ev('crisis_button', { at: 2 * DAY })]);
 const view = (s: typeof trial) => deriveView(s.snapshot);
+/** The coalescing window the default delivery policy gives a user's sync frequency. */
+const windowOf = (s: typeof trial) => DEFAULT_DELIVERY[view(s).sync.frequency].coalesceMs;
 
 describe('delivery', () => {
-  it('coalesces a same-tier change by the tier window: basic 250 ms, trial 1 s, premium none', () => {
-    expect(coalesceDelay(view(basic), view(basic))).toBe(250);
-    expect(coalesceDelay(view(trial), view(trial))).toBe(1_000);
+  it('premium goes at once; basic and trial hold a same-tier change for their window, trial the longer', () => {
     expect(coalesceDelay(view(premium), view(premium))).toBe(0);
+    for (const user of [basic, trial]) {
+      expect(windowOf(user)).toBeGreaterThan(0);
+      expect(coalesceDelay(view(user), view(user))).toBe(windowOf(user));
+    }
+    expect(windowOf(trial)).toBeGreaterThan(windowOf(basic));
+  });
+
+  it('takes the windows from the delivery policy it is given', () => {
+    const frequency = view(basic).sync.frequency;
+    const policy = { ...DEFAULT_DELIVERY, [frequency]: { ...DEFAULT_DELIVERY[frequency], coalesceMs: windowOf(basic) + 1 } };
+    expect(coalesceDelay(view(basic), view(basic), policy)).toBe(windowOf(basic) + 1);
   });
 
   it('never holds a crisis or a tier change', () => {
