@@ -3,6 +3,7 @@
  * payment (grace period), presses the crisis button, and recovers; after each step it prints what
  * every device applied. Runs against `npm start` when a server answers at NATS_URL (default
  * nats://127.0.0.1:4222), otherwise starts the same embedded system itself and stops it after.
+ * Ends with the user's id and where to look at it: the CLI commands and the viewer's address.
  */
 import { jetstream } from '@nats-io/jetstream';
 import { DeviceActor } from '../clients/deviceActor.ts';
@@ -74,9 +75,21 @@ try {
     event('payment_recovered', { subscriptionId: sub }),
     event('crisis_resolved', { by: 'clinician' }),
   ], (v) => v.tier === 'basic' && !v.crisis.active);
-  console.log('Every device converged at every step.');
+  console.log('Every device converged at every step.\n');
+  printWhereToLook();
 } finally {
   await Promise.all(actors.map((a) => a.stop()));
   await drainNats(nc);
   await embedded?.stop();
+}
+
+/** How to go on from here: the user the demo played, as the CLI and the clinician viewer show it. */
+function printWhereToLook(): void {
+  const port = embedded?.ingress.port ?? (Number(process.env.PORT) || 8080);
+  console.log(`The demo played user ${user}. To look at it:`);
+  if (embedded) console.log('  (the demo stops the system it started; its store stays in .data/, so start `npm start` first)');
+  console.log(`  its state and every device's view:  npm run cli -- state ${user}`);
+  console.log(`  its transitions:                    npm run cli -- audit ${user}`);
+  console.log(`  the clinician viewer:               http://localhost:${port}/viewer#user=${user}`);
+  console.log('                                      (needs `npm start` with CLINICIAN_TOKEN set; sign in with that token)');
 }
