@@ -1,10 +1,13 @@
 /**
- * Configuration of a runtime node, with every default in one place. `configFromEnv` reads the
- * few settings an operator or a test changes (see README) and leaves the rest at their defaults.
+ * Configuration of a runtime node: every setting with its documented default (`@default`), the
+ * values in {@link DEFAULT_RUNTIME_CONFIG}. `configFromEnv` reads the few settings an operator or a
+ * test changes (README, Configuration) and leaves the rest at their defaults; `deploymentFromEnv`
+ * is what every other process (devices, CLI, demo) reads to find the same deployment.
  */
 import { DEFAULT_DELIVERY, type DeliveryPolicy } from '../machines/delivery.ts';
 import { DEFAULT_POLICY, type UserPolicy } from '../machines/policy.ts';
-import { DEFAULT_NATS_URL } from '../transport/connection.ts';
+import { DEFAULT_NATS_URL, natsUrlFromEnv } from '../transport/connection.ts';
+import type { Lane } from '../transport/subjects.ts';
 import { DEFAULT_TOPOLOGY_OPTIONS, type TopologyOptions } from '../transport/topology.ts';
 
 /** A crisis line shown on every device. */
@@ -13,34 +16,114 @@ export interface CrisisLine {
   phone: string;
 }
 
+/** Backoff of retried NATS requests (see actors/retry.ts): doubling from the first delay up to the longest. */
+export interface RetryPolicy {
+  /** @default 50 */
+  firstDelayMs: number;
+  /** @default 2000 */
+  maxDelayMs: number;
+}
+
 /** Everything a runtime node is configured with. */
 export interface RuntimeConfig {
-  /** Identifies this node in partition ownership, logs and connection names. */
+  /**
+   * Identifies this node in partition ownership, logs, connection names, the process title and the
+   * `node` label of its metrics (`FM_NODE_ID`).
+   * @default 'node-1'
+   */
   nodeId: string;
+  /**
+   * NATS server URL(s) (`NATS_URL`).
+   * @default 'nats://127.0.0.1:4222'
+   */
   natsUrl: string;
+  /**
+   * Names, retention and limits of streams, consumers and buckets; the prefix is `FM_PREFIX`.
+   * @default DEFAULT_TOPOLOGY_OPTIONS (transport/topology.ts)
+   */
   topology: TopologyOptions;
-  /** Number of partitions users are hashed into. Fixed for the life of a deployment. */
+  /**
+   * Number of partitions users are hashed into. Fixed for the life of a deployment (`FM_PARTITIONS`).
+   * @default 64
+   */
   partitions: number;
-  /** Partitions this node owns; `all` for a single-node deployment. */
+  /**
+   * Partitions this node owns; `all` for a single-node deployment.
+   * @default 'all'
+   */
   ownedPartitions: number[] | 'all';
-  /** Durations of the user statechart (trial, grace, crisis hold). */
+  /**
+   * Durations of the user statechart: trial, grace, crisis hold (`FM_TRIAL_MS`, `FM_GRACE_MS`,
+   * `FM_GRACE_AFTER_CRISIS_MS`).
+   * @default DEFAULT_POLICY (machines/policy.ts)
+   */
   policy: UserPolicy;
-  /** Coalescing windows and compression per sync frequency. */
+  /**
+   * Coalescing windows and compression per sync frequency.
+   * @default DEFAULT_DELIVERY (machines/delivery.ts)
+   */
   delivery: DeliveryPolicy;
-  /** A resident user idle this long is passivated (0: as soon as its work is durable). */
+  /**
+   * A resident user idle this long is passivated; 0: as soon as its work is durable (`FM_IDLE_MS`).
+   * @default 60000
+   */
   idleMs: number;
-  /** Most users resident at once; the least recently used idle ones are passivated beyond it. */
+  /**
+   * Most users resident at once; the least recently used idle ones are passivated beyond it (`FM_MAX_RESIDENT`).
+   * @default 200000
+   */
   maxResident: number;
-  /** How often the passivation sweep runs. */
+  /**
+   * How often the passivation sweep runs (`FM_SWEEP_MS`).
+   * @default 1000
+   */
   sweepMs: number;
-  /** Normal-lane events being processed at once across the node; the crisis lane is never limited. */
+  /**
+   * Normal-lane events being processed at once across the node; the crisis lane is never limited
+   * (`FM_NORMAL_CONCURRENCY`).
+   * @default 32
+   */
   normalConcurrency: number;
-  /** Events a user applies before its work is committed even if more are queued. */
+  /**
+   * Messages each lane's consumer buffers ahead of the node.
+   * @default { normal: 512, crisis: 64 }
+   */
+  pullBatch: Record<Lane, number>;
+  /**
+   * Normal-lane messages handed out between two yields to the event loop: a buffered batch is
+   * otherwise handed out in one turn, and the crisis connection's socket is not read until it ends.
+   * @default 32
+   */
+  normalYieldEvery: number;
+  /**
+   * Events a user applies before its work is committed even if more are queued.
+   * @default 64
+   */
   maxBatch: number;
-  /** Seed budgets: a slower crisis or therapeutic-access change logs a warning and raises an alert. */
+  /**
+   * Backoff of NATS requests retried after a transient failure.
+   * @default { firstDelayMs: 50, maxDelayMs: 2000 }
+   */
+  retry: RetryPolicy;
+  /**
+   * Longest a graceful stop waits for users to finish their commits.
+   * @default 5000
+   */
+  stopGraceMs: number;
+  /**
+   * Seed budget: a slower crisis logs a warning and raises an alert.
+   * @default 200
+   */
   crisisBudgetMs: number;
+  /**
+   * Seed budget: a slower therapeutic-access change logs a warning and raises an alert.
+   * @default 500
+   */
   therapeuticBudgetMs: number;
-  /** Crisis lines every device shows (configuration, per deployment region). */
+  /**
+   * Crisis lines every device shows (per deployment region).
+   * @default [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }]
+   */
   crisisLines: CrisisLine[];
 }
 
@@ -57,7 +140,11 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   maxResident: 200_000,
   sweepMs: 1_000,
   normalConcurrency: 32,
+  pullBatch: { normal: 512, crisis: 64 },
+  normalYieldEvery: 32,
   maxBatch: 64,
+  retry: { firstDelayMs: 50, maxDelayMs: 2_000 },
+  stopGraceMs: 5_000,
   crisisBudgetMs: 200,
   therapeuticBudgetMs: 500,
   crisisLines: [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }],
@@ -66,6 +153,18 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
 /** The process title a node runs under (`ps`, `ss`, `top`), so an operator can find it. */
 export function processTitle(config: Pick<RuntimeConfig, 'nodeId'>): string {
   return `fullmind-sync ${config.nodeId}`;
+}
+
+/** Where a process finds the deployment: the NATS server and the subject prefix. */
+export interface Deployment {
+  natsUrl: string;
+  topology: TopologyOptions;
+}
+
+/** The deployment from `NATS_URL` and `FM_PREFIX` over the defaults: the one place `FM_PREFIX` is read. */
+export function deploymentFromEnv(env: NodeJS.ProcessEnv = process.env): Deployment {
+  const d = DEFAULT_RUNTIME_CONFIG;
+  return { natsUrl: natsUrlFromEnv(env), topology: { ...d.topology, prefix: env.FM_PREFIX || d.topology.prefix } };
 }
 
 const int = (value: string | undefined): number | undefined => {
@@ -80,9 +179,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
   const d = DEFAULT_RUNTIME_CONFIG;
   return {
     ...d,
+    ...deploymentFromEnv(env),
     nodeId: env.FM_NODE_ID || d.nodeId,
-    natsUrl: env.NATS_URL || d.natsUrl,
-    topology: { ...d.topology, prefix: env.FM_PREFIX || d.topology.prefix },
     partitions: int(env.FM_PARTITIONS) ?? d.partitions,
     policy: {
       ...d.policy,

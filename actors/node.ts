@@ -25,19 +25,12 @@ import { retry } from './retry.ts';
 import { UserActor, type ActorHost } from './userActor.ts';
 import { UserStore } from './userStore.ts';
 
-/** Messages a lane consumer buffers ahead of the node. */
-const PULL_BATCH: Readonly<Record<Lane, number>> = { normal: 512, crisis: 64 };
-/** Normal-lane messages received between two yields to the event loop (so crisis input is read). */
-const NORMAL_YIELD_EVERY = 32;
-/** Longest a graceful stop waits for users to finish their commits. */
-const STOP_GRACE_MS = 5_000;
-
 /** A running runtime node. */
 export class RuntimeNode implements ActorHost {
   readonly config: RuntimeConfig;
   readonly machine: UserMachine;
   readonly topology: Topology;
-  readonly metrics = new RuntimeMetrics();
+  readonly metrics: RuntimeMetrics;
   readonly log: Logger;
   store!: UserStore;
   publisher!: Publisher;
@@ -61,6 +54,7 @@ export class RuntimeNode implements ActorHost {
   private constructor(config: RuntimeConfig, log: Logger) {
     this.config = config;
     this.log = log;
+    this.metrics = new RuntimeMetrics(config.nodeId);
     this.machine = createUserMachine(config.policy);
     this.topology = createTopology(config.topology);
     this.owned = resolveOwned(config.ownedPartitions, config.partitions);
@@ -107,16 +101,15 @@ export class RuntimeNode implements ActorHost {
 
   private async consume(lane: Lane, nc: NatsConnection): Promise<void> {
     const consumer = await jetstream(nc).consumers.get(this.topology.streams[lane], this.topology.consumers[lane]);
-    const messages = await consumer.consume({ max_messages: PULL_BATCH[lane] });
+    const messages = await consumer.consume({ max_messages: this.config.pullBatch[lane] });
     this.consumers.push(messages);
     this.loops.push(
       (async () => {
         let n = 0;
         for await (const m of messages) {
           this.receive(lane, m);
-          // A buffered normal batch is otherwise handed out in one event-loop turn, and the crisis
-          // connection's socket is not read until that turn ends: let I/O in every few messages.
-          if (lane === 'normal' && ++n % NORMAL_YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+          // Let I/O in every few messages, so the crisis connection is read (see `normalYieldEvery`).
+          if (lane === 'normal' && ++n % this.config.normalYieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
         }
       })(),
     );
@@ -273,7 +266,7 @@ export class RuntimeNode implements ActorHost {
     this.log.info('runtime node stopping');
     for (const m of this.consumers) m.stop();
     await Promise.allSettled(this.loops);
-    const deadline = Date.now() + STOP_GRACE_MS;
+    const deadline = Date.now() + this.config.stopGraceMs;
     while ([...this.residents.values()].some((a) => !a.idle) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

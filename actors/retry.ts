@@ -19,11 +19,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTransient } from '../transport/errors.ts';
+import type { RetryPolicy } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { RuntimeMetrics } from './metrics.ts';
-
-const FIRST_DELAY_MS = 50;
-const MAX_DELAY_MS = 2_000;
 
 /** Where retries report, and what ends them all. */
 export interface RetryHost {
@@ -31,6 +29,7 @@ export interface RetryHost {
   readonly signal: AbortSignal;
   readonly log: Logger;
   readonly metrics: RuntimeMetrics;
+  readonly config: { readonly retry: RetryPolicy };
 }
 
 /**
@@ -39,7 +38,8 @@ export interface RetryHost {
  * `signal` (the caller's own, e.g. a stopped actor's) is aborted.
  */
 export async function retry<T>(op: string, fn: () => Promise<T>, host: RetryHost, signal?: AbortSignal): Promise<T> {
-  for (let attempt = 2, delayMs = FIRST_DELAY_MS; ; attempt++, delayMs = Math.min(delayMs * 2, MAX_DELAY_MS)) {
+  const { firstDelayMs, maxDelayMs } = host.config.retry;
+  for (let attempt = 2, delayMs = firstDelayMs; ; attempt++, delayMs = Math.min(delayMs * 2, maxDelayMs)) {
     try {
       return await fn();
     } catch (err) {

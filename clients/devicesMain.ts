@@ -5,6 +5,8 @@
  * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.
  */
 import { createHash } from 'node:crypto';
+import { deploymentFromEnv } from '../actors/config.ts';
+import { stopOnSignals } from '../actors/shutdown.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { createTopology } from '../transport/topology.ts';
 import { DeviceActor } from './deviceActor.ts';
@@ -14,8 +16,9 @@ const pairs = process.argv.slice(2).map((arg) => {
   if (!userId || !deviceId) throw new Error(`expected user:device, got "${arg}"`);
   return { userId, deviceId };
 });
-const nc = await connectNats({ name: `devices/${process.pid}` });
-const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
+const deployment = deploymentFromEnv();
+const nc = await connectNats({ servers: deployment.natsUrl, name: `devices/${process.pid}` });
+const topology = createTopology(deployment.topology);
 const actors = await Promise.all(
   pairs.map(({ userId, deviceId }) =>
     DeviceActor.start({
@@ -56,10 +59,7 @@ const actors = await Promise.all(
   ),
 );
 console.log(JSON.stringify({ ready: true, devices: actors.length }));
-const stop = async () => {
+stopOnSignals(async () => {
   await Promise.all(actors.map((a) => a.stop()));
   await drainNats(nc);
-  process.exit(0);
-};
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
+});

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { PaidTier } from '../machines/features.ts';
 import { customerIdOf, mapStripeEvent, type StripeEvent } from '../machines/stripe.ts';
 import { encode } from '../transport/codec.ts';
@@ -26,28 +26,49 @@ import { readBody, type HttpRoutes } from './http.ts';
 import { verifyStripeWebhook } from './stripeWebhook.ts';
 import { provision, streamConfigs, type Topology } from '../transport/topology.ts';
 
-/** Largest webhook body accepted (Stripe events are a few KB; the largest are well under this). */
-export const MAX_WEBHOOK_BYTES = 512 * 1024;
-/** How long a webhook waits for JetStream before answering 503. */
-const PUBLISH_TIMEOUT_MS = 2_000;
-
 /** Options of {@link startIngress}. */
 export interface IngressOptions {
   nc: NatsConnection;
   topology: Topology;
-  /** HTTP port (0 for any free one). */
-  port: number;
+  /**
+   * HTTP port, 0 for any free one (`PORT`).
+   * @default 8080
+   */
+  port?: number;
   /** Webhook signing secrets; any one of them may sign (rotation). */
   secrets: readonly string[];
   /** Stripe price id → tier. */
   priceTiers: Readonly<Record<string, PaidTier>>;
   log: Logger;
-  /** Counters of the runtime node in the same process, exported on /metrics with the ingress's own. */
-  runtimeMetrics?: () => Record<string, unknown>;
+  /**
+   * What /metrics serves, with the ingress's own metrics added (and the process's): the node's
+   * registry when the node runs in the same process, so one scrape has both under its node label.
+   * @default a registry of its own
+   */
+  registry?: Registry;
+  /**
+   * Largest webhook body accepted (Stripe events are a few KB; the largest are well under this).
+   * @default 524288 (512 KiB)
+   */
   maxBodyBytes?: number;
+  /**
+   * How long a webhook waits for JetStream to store its event before answering 503.
+   * @default 2000
+   */
+  publishTimeoutMs?: number;
   /** More routes served on the same port (the clinician viewer), tried before the 404. */
   routes?: HttpRoutes;
 }
+
+/** Defaults of {@link IngressOptions}. */
+export const DEFAULT_INGRESS_OPTIONS: Readonly<Required<Pick<IngressOptions, 'port' | 'maxBodyBytes' | 'publishTimeoutMs'>>> = {
+  port: 8080,
+  maxBodyBytes: 512 * 1024,
+  publishTimeoutMs: 2_000,
+};
+
+/** Options with their defaults filled in. */
+type Resolved = IngressOptions & typeof DEFAULT_INGRESS_OPTIONS;
 
 /** A running ingress. */
 export interface Ingress {
@@ -68,14 +89,15 @@ export function parsePriceTiers(value: string | undefined): Record<string, PaidT
 }
 
 /** Starts the ingress HTTP server. */
-export async function startIngress(options: IngressOptions): Promise<Ingress> {
+export async function startIngress(ingressOptions: IngressOptions): Promise<Ingress> {
+  const options: Resolved = { ...DEFAULT_INGRESS_OPTIONS, ...ingressOptions };
   const { nc, topology, log } = options;
   const { customers } = await provision(nc, topology);
   const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
+  const js = jetstream(nc, { timeout: options.publishTimeoutMs });
   const directory = new CustomerDirectory(customers);
   await directory.follow(nc, topology, (err) => log.warn({ err: err.message }, 'customer link skipped'));
-  const metrics = ingressMetrics(options.runtimeMetrics);
+  const metrics = ingressMetrics(options.registry ?? new Registry());
   const handler = new WebhookHandler(options, js, directory, metrics);
 
   const server = createServer((req, res) => {
@@ -135,8 +157,9 @@ interface IngressMetrics {
   publishSeconds: Histogram;
 }
 
-function ingressMetrics(runtime: IngressOptions['runtimeMetrics']): IngressMetrics {
-  const registry = new Registry();
+function ingressMetrics(registry: Registry): IngressMetrics {
+  // The process's own: CPU, memory, heap, event-loop delay, garbage collections.
+  collectDefaultMetrics({ register: registry });
   const webhooks = new Counter({
     name: 'fm_webhooks_total',
     help: 'Stripe webhooks by outcome',
@@ -149,34 +172,17 @@ function ingressMetrics(runtime: IngressOptions['runtimeMetrics']): IngressMetri
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
     registers: [registry],
   });
-  if (runtime) {
-    // One gauge per numeric runtime counter, read when scraped; latency summaries as p50/p99/max.
-    new Gauge({
-      name: 'fm_runtime',
-      help: 'Runtime node counters (events, crises, residents, activations, dead letters, …) and latencies (ms)',
-      labelNames: ['metric'] as const,
-      registers: [registry],
-      collect() {
-        for (const [key, value] of Object.entries(runtime())) {
-          if (typeof value === 'number') this.set({ metric: key }, value);
-          else if (value && typeof value === 'object') {
-            for (const [stat, v] of Object.entries(value)) if (typeof v === 'number') this.set({ metric: `${key}_${stat}` }, v);
-          }
-        }
-      },
-    });
-  }
   return { registry, webhooks, publishSeconds };
 }
 
 /** Handles `POST /webhooks/stripe`. */
 class WebhookHandler {
-  private readonly options: IngressOptions;
+  private readonly options: Resolved;
   private readonly js: JetStreamClient;
   private readonly directory: CustomerDirectory;
   private readonly metrics: IngressMetrics;
 
-  constructor(options: IngressOptions, js: JetStreamClient, directory: CustomerDirectory, metrics: IngressMetrics) {
+  constructor(options: Resolved, js: JetStreamClient, directory: CustomerDirectory, metrics: IngressMetrics) {
     this.options = options;
     this.js = js;
     this.directory = directory;
@@ -189,7 +195,7 @@ class WebhookHandler {
       this.metrics.webhooks.inc({ outcome });
       reply(res, status, body);
     };
-    const raw = await readBody(req, this.options.maxBodyBytes ?? MAX_WEBHOOK_BYTES);
+    const raw = await readBody(req, this.options.maxBodyBytes);
     if (!raw) return answer(413, 'too_large', { error: 'body too large' });
     const verified = verifyStripeWebhook(raw, req.headers['stripe-signature'] as string | undefined, secrets);
     if (!verified.ok) {

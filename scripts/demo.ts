@@ -6,9 +6,10 @@
  * Ends with the user's id and where to look at it: the CLI commands and the viewer's address.
  */
 import { jetstream } from '@nats-io/jetstream';
+import { deploymentFromEnv } from '../actors/config.ts';
 import { DeviceActor } from '../clients/deviceActor.ts';
 import type { EventOf, UserEvent, UserEventType } from '../machines/events.ts';
-import { connectNats, DEFAULT_NATS_URL, drainNats } from '../transport/connection.ts';
+import { connectNats, drainNats } from '../transport/connection.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology } from '../transport/topology.ts';
@@ -16,7 +17,8 @@ import { acceptsTcp } from './natsProcess.ts';
 import { startSystem, type System } from './start.ts';
 
 const STEP_TIMEOUT_MS = 10_000;
-const url = new URL(process.env.NATS_URL ?? DEFAULT_NATS_URL);
+const deployment = deploymentFromEnv();
+const url = new URL(deployment.natsUrl);
 let embedded: System | undefined;
 if (!(await acceptsTcp(Number(url.port || 4222)))) {
   console.log('No NATS at %s: starting nats-server and a runtime node for the demo.\n', url.host);
@@ -24,8 +26,8 @@ if (!(await acceptsTcp(Number(url.port || 4222)))) {
   embedded = await startSystem();
 }
 
-const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
-const nc = await connectNats({ name: 'demo' });
+const topology = createTopology(deployment.topology);
+const nc = await connectNats({ servers: deployment.natsUrl, name: 'demo' });
 const js = jetstream(nc);
 const user = `demo-${Date.now().toString(36)}`;
 const devices = ['phone', 'tablet', 'web'];

@@ -11,14 +11,13 @@ import { createLogger } from '../actors/logger.ts';
 import { RuntimeNode } from '../actors/node.ts';
 import { stopOnSignals } from '../actors/shutdown.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
-import { parsePriceTiers, startIngress, type Ingress } from '../ingress/server.ts';
+import { DEFAULT_INGRESS_OPTIONS, parsePriceTiers, startIngress, type Ingress } from '../ingress/server.ts';
 import { parseSecrets } from '../ingress/stripeWebhook.ts';
 import { userMachine } from '../machines/userMachine.ts';
 import { createViewer } from '../viewer/routes.ts';
 import { startNatsProcess, type NatsProcess } from './natsProcess.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DEFAULT_PORT = 8080;
 
 /** A started system: the node, its ingress and, when embedded, the server they run on. */
 export interface System {
@@ -48,11 +47,11 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
   const ingress = await startIngress({
     nc,
     topology: node.topology,
-    port: env.PORT ? Number(env.PORT) : DEFAULT_PORT,
+    port: env.PORT ? Number(env.PORT) : DEFAULT_INGRESS_OPTIONS.port,
     secrets,
     priceTiers: parsePriceTiers(env.STRIPE_PRICE_TIERS),
     log,
-    runtimeMetrics: () => node.metrics.snapshot(),
+    registry: node.metrics.registry,
     routes: viewer,
   });
   return {

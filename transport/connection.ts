@@ -9,23 +9,48 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
 /** Options of {@link connectNats}. */
 export interface ConnectOptions {
-  /** Server URL(s); `NATS_URL` or {@link DEFAULT_NATS_URL} when omitted. */
+  /**
+   * Server URL(s).
+   * @default natsUrlFromEnv(), `NATS_URL` or {@link DEFAULT_NATS_URL}
+   */
   servers?: string | string[];
-  /** Connection name, shown by the server's monitoring (e.g. `runtime-node-1/crisis`). */
+  /** Connection name, shown by the server's monitoring (e.g. `node-1/crisis`). */
   name: string;
-  /** Give up after this many failed reconnect attempts; -1 (default) retries forever. */
+  /**
+   * Give up after this many failed reconnect attempts; -1 retries forever.
+   * @default -1
+   */
   maxReconnectAttempts?: number;
+  /**
+   * Wait between two reconnect attempts to the same server.
+   * @default 250
+   */
+  reconnectTimeWaitMs?: number;
+  /**
+   * How often the client pings the server, so a dead connection is noticed.
+   * @default 10000
+   */
+  pingIntervalMs?: number;
+}
+
+/** Defaults of {@link ConnectOptions}. */
+export const DEFAULT_CONNECT_OPTIONS = { maxReconnectAttempts: -1, reconnectTimeWaitMs: 250, pingIntervalMs: 10_000 } as const;
+
+/** The NATS URL(s) from `NATS_URL`, else {@link DEFAULT_NATS_URL}: the one place `NATS_URL` is read. */
+export function natsUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NATS_URL || DEFAULT_NATS_URL;
 }
 
 /** Opens a connection that reconnects forever and waits for the server at start. */
 export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
+  const o = { ...DEFAULT_CONNECT_OPTIONS, ...options };
   return connect({
-    servers: options.servers ?? process.env.NATS_URL ?? DEFAULT_NATS_URL,
-    name: options.name,
-    maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
-    reconnectTimeWait: 250,
+    servers: o.servers ?? natsUrlFromEnv(),
+    name: o.name,
+    maxReconnectAttempts: o.maxReconnectAttempts,
+    reconnectTimeWait: o.reconnectTimeWaitMs,
     waitOnFirstConnect: true,
-    pingInterval: 10_000,
+    pingInterval: o.pingIntervalMs,
     // Each request would otherwise build two Error objects with stack traces up front, for a
     // timeout that almost never happens: a tenth of the runtime's CPU at full load (bench profile).
     noAsyncTraces: true,

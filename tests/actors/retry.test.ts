@@ -8,6 +8,7 @@ import { jserrors } from '@nats-io/jetstream/internal';
 import { ClosedConnectionError, DrainingConnectionError, InvalidArgumentError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
+import { DEFAULT_RUNTIME_CONFIG } from '../../actors/config.ts';
 import { RuntimeMetrics } from '../../actors/metrics.ts';
 import { retry, type RetryHost } from '../../actors/retry.ts';
 import { FencedError } from '../../actors/userStore.ts';
@@ -47,7 +48,7 @@ function host(signal = new AbortController().signal) {
       done();
     },
   });
-  const h: RetryHost = { signal, log: pino(sink), metrics: new RuntimeMetrics() };
+  const h: RetryHost = { signal, log: pino(sink), metrics: new RuntimeMetrics('test-node'), config: DEFAULT_RUNTIME_CONFIG };
   return { host: h, lines };
 }
 
