@@ -5,10 +5,11 @@
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { UserEvent, type EventOf } from '../machines/events.ts';
-import { CodecError, encode } from '../transport/codec.ts';
+import { encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
-import { decodeDeviceView, encodeDeviceView } from '../transport/viewWire.ts';
+import { lastViews } from '../transport/viewStore.ts';
+import { encodeDeviceView } from '../transport/viewWire.ts';
 
 /** Publishes the runtime's output. */
 export class Publisher {
@@ -41,18 +42,7 @@ export class Publisher {
   async lastViews(userId: string, deviceIds: readonly string[]): Promise<Array<DeviceView | null>> {
     // On this publisher's own connection: the crisis lane's reads do not queue behind normal output.
     const jsm = await (this.reader ??= this.js.jetstreamManager(false));
-    return Promise.all(
-      deviceIds.map(async (d) => {
-        const m = await jsm.streams.getMessage(this.topology.streams.views, { last_by_subj: this.topology.subjects.view(userId, d) });
-        if (!m) return null;
-        try {
-          return decodeDeviceView(m.data, m.header);
-        } catch (err) {
-          if (err instanceof CodecError) return null;
-          throw err;
-        }
-      }),
-    );
+    return lastViews(jsm, this.topology, userId, deviceIds);
   }
 
   /** Removes the last view of devices that left the account: their safety content must not linger. */

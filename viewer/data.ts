@@ -17,6 +17,7 @@ import type { UserRecord } from '../actors/userStore.ts';
 import { decode } from '../transport/codec.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
+import { lastViews } from '../transport/viewStore.ts';
 import { decodeDeviceView } from '../transport/viewWire.ts';
 import { activeStateIds, type ChartGraph } from './statechart.ts';
 
@@ -151,18 +152,10 @@ export class ViewerData {
     return summarizeUser(this.graph, userId, unpack(entry.value) as UserRecord);
   }
 
-  /** The last view of each device (those without a view yet are left out). */
+  /** The last view of each device (those without a readable view yet are left out). */
   async devices(userId: string, deviceIds: readonly string[]): Promise<DeviceSummary[]> {
-    const jsm = await this.jsm();
-    const views = await Promise.all(
-      deviceIds.map((deviceId) =>
-        jsm.streams
-          .getMessage(this.topology.streams.views, { last_by_subj: this.topology.subjects.view(userId, deviceId) })
-          .then((m) => (m ? summarizeView(decodeDeviceView(m.data, m.header, { userId })) : null))
-          .catch(() => null),
-      ),
-    );
-    return views.filter((v): v is DeviceSummary => v !== null);
+    const views = await lastViews(await this.jsm(), this.topology, userId, deviceIds);
+    return views.filter((v) => v !== null).map(summarizeView);
   }
 
   /** The user's audit records in stream order (the newest {@link MAX_TIMELINE}). */

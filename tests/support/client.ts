@@ -13,8 +13,8 @@ import { decode } from '../../transport/codec.ts';
 import { connectNats, drainNats } from '../../transport/connection.ts';
 import { publishEvent } from '../../transport/eventPublisher.ts';
 import { AuditRecord, DeadLetter, type DeviceView } from '../../transport/schemas.ts';
-import { decodeDeviceView } from '../../transport/viewWire.ts';
 import { createTopology, type Topology } from '../../transport/topology.ts';
+import { lastViews } from '../../transport/viewStore.ts';
 
 /** A connected test client. */
 export class TestClient {
@@ -81,9 +81,8 @@ export class TestClient {
 
   /** The view last published for a device, as stored in the views stream. */
   async lastView(userId: string, deviceId: string): Promise<DeviceView | null> {
-    const subject = this.topology.subjects.view(userId, deviceId);
-    const m = await this.jsm.streams.getMessage(this.topology.streams.views, { last_by_subj: subject }).catch(() => null);
-    return m ? decodeDeviceView(m.data, m.header) : null;
+    const [view] = await lastViews(this.jsm, this.topology, userId, [deviceId]);
+    return view ?? null;
   }
 
   /** The stored user record, decoded (what the runtime persisted). */
