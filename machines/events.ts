@@ -30,7 +30,22 @@ const base = { id: EventId, userId: SubjectToken, at: EpochMs };
 const paidTier = z.enum(PAID_TIERS);
 const subscription = { subscriptionId: z.string().min(1).max(255) };
 
-/** A subscription became active (created, or resubscribed) at a tier. */
+/**
+ * A snapshot of a subscription as of `at` (what the Stripe ingress publishes for every subscription
+ * event): newest wins, whatever order snapshots arrive in (see `billing.ts`). `tier` is what its
+ * prices buy; an active subscription must name one.
+ */
+export const SubscriptionUpdated = z
+  .object({
+    type: z.literal('subscription_updated'),
+    ...base,
+    ...subscription,
+    status: z.enum(['active', 'past_due', 'canceled']),
+    tier: paidTier.nullable(),
+  })
+  .refine((e) => e.status !== 'active' || e.tier !== null, { message: 'an active subscription names its tier', path: ['tier'] });
+
+/** Shorthand for a snapshot with status active: a subscription became active at a tier. */
 export const SubscriptionActivated = z.object({
   type: z.literal('subscription_activated'),
   ...base,
@@ -38,13 +53,13 @@ export const SubscriptionActivated = z.object({
   tier: paidTier,
 });
 
-/** An active subscription now pays for this tier. */
+/** Shorthand for a snapshot with status active: the subscription now pays for this tier. */
 export const PlanChanged = z.object({ type: z.literal('plan_changed'), ...base, ...subscription, tier: paidTier });
 
-/** The subscription was canceled or deleted: the grace period starts. */
+/** Shorthand for a snapshot with status canceled: the grace period starts. */
 export const SubscriptionCanceled = z.object({ type: z.literal('subscription_canceled'), ...base, ...subscription });
 
-/** A payment failed: the grace period starts. */
+/** An invoice's payment failed at `at`: an active subscription is past due from then. */
 export const PaymentFailed = z.object({
   type: z.literal('payment_failed'),
   ...base,
@@ -53,7 +68,7 @@ export const PaymentFailed = z.object({
   nextAttemptAt: EpochMs.nullable(),
 });
 
-/** A payment succeeded after a failure: the tier comes back. */
+/** An invoice was paid at `at`: a past-due subscription is active again. */
 export const PaymentRecovered = z.object({ type: z.literal('payment_recovered'), ...base, ...subscription });
 
 /** The trial deadline was reached (raised by the runtime from the deadline in the snapshot). */
@@ -151,6 +166,7 @@ export const CrisisResolved = z.object({
 
 /** Events on the normal lane (`fm.evt.<userId>.<type>`). */
 export const NormalLaneEvent = z.discriminatedUnion('type', [
+  SubscriptionUpdated,
   SubscriptionActivated,
   PlanChanged,
   SubscriptionCanceled,
@@ -182,9 +198,9 @@ export type UserEvent = z.infer<typeof UserEvent>;
 export type UserEventType = UserEvent['type'];
 /** The event of one type. */
 export type EventOf<T extends UserEventType> = Extract<UserEvent, { type: T }>;
-/** Payment events: they carry a subscription id and are ordered per subscription. */
+/** Payment events: facts about a subscription, kept in the billing ledger (`billing.ts`). */
 export type PaymentEvent = EventOf<
-  'subscription_activated' | 'plan_changed' | 'subscription_canceled' | 'payment_failed' | 'payment_recovered'
+  'subscription_updated' | 'subscription_activated' | 'plan_changed' | 'subscription_canceled' | 'payment_failed' | 'payment_recovered'
 >;
 /** A safety plan. */
 export type SafetyPlan = z.infer<typeof SafetyPlan>;
@@ -194,7 +210,7 @@ export type EmergencyContact = z.infer<typeof EmergencyContact>;
 /** Event types carried on the crisis lane. */
 export const CRISIS_LANE_TYPES: ReadonlySet<UserEventType> = new Set(CrisisLaneEvent.options.map((o) => o.shape.type.value));
 
-/** Whether an event is a payment event (ordered per subscription, see `fold.ts`). */
+/** Whether an event is a payment event (a fact for the billing ledger, see `billing.ts`). */
 export function isPaymentEvent(e: UserEvent): e is PaymentEvent {
   return 'subscriptionId' in e;
 }

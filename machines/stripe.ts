@@ -1,12 +1,13 @@
 /**
  * Stripe webhook events → domain events (DESIGN §4), as a pure function. Signature checks and the
- * customer→user lookup happen in the ingress; ordering (an event older than the last one applied for
- * its subscription is ignored) is enforced where events are applied (`userState.ts`), because Stripe
- * delivers out of order and only the user's state knows what was applied last.
+ * customer→user lookup happen in the ingress. A subscription event becomes a snapshot of the
+ * subscription (`subscription_updated`: status and tier as of its `created`), an invoice event a
+ * payment outcome; the billing ledger (`billing.ts`) makes their order of arrival irrelevant.
  *
  * Shapes follow Stripe API 2025-03-31 and later: prices and periods live on subscription items;
  * an invoice names its subscription under `parent.subscription_details`.
  */
+import type { BillingStatus } from './billing.ts';
 import { NormalLaneEvent } from './events.ts';
 import { PAID_TIERS, type PaidTier } from './features.ts';
 
@@ -34,6 +35,7 @@ export const HANDLED_STRIPE_TYPES = [
   'customer.subscription.deleted',
   'invoice.payment_failed',
   'invoice.payment_succeeded',
+  'invoice.paid',
 ] as const;
 
 /** Why a Stripe event could not be mapped. */
@@ -79,38 +81,47 @@ export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingO
         nextAttemptAt: typeof object.next_payment_attempt === 'number' ? object.next_payment_attempt * 1000 : null,
       });
     case 'invoice.payment_succeeded':
+    case 'invoice.paid':
       return event({ type: 'payment_recovered', ...base });
-    case 'customer.subscription.deleted':
-      return event({ type: 'subscription_canceled', ...base });
   }
 
-  const status = str(object.status);
+  const status = type === 'customer.subscription.deleted' ? 'canceled' : billingStatus(str(object.status));
+  if (!status) return { kind: 'ignored', reason: `subscription status ${str(object.status) ?? '(none)'}` };
+  const tier = subscriptionTier(object, options.priceTiers);
+  if (typeof tier !== 'string' && status === 'active') {
+    return rejected('unknown_price', `no tier for prices ${tier.prices.join(',') || '(none)'}`);
+  }
+  return event({ type: 'subscription_updated', ...base, status, tier: typeof tier === 'string' ? tier : null });
+}
+
+/**
+ * What a Stripe subscription status means for access. `trialing` is a paid plan's Stripe trial:
+ * access at its tier. `paused` is a trial that ended without a payment method: nothing is paid.
+ * `incomplete` (first payment not made yet) means nothing so far.
+ */
+function billingStatus(status: string | undefined): BillingStatus | undefined {
   switch (status) {
     case 'active':
-    case 'trialing': {
-      const tier = subscriptionTier(object, options.priceTiers);
-      if (typeof tier !== 'string') return rejected('unknown_price', `no tier for prices ${tier.prices.join(',') || '(none)'}`);
-      return event({ type: type === 'customer.subscription.created' ? 'subscription_activated' : 'plan_changed', ...base, tier });
-    }
+    case 'trialing':
+      return 'active';
     case 'past_due':
     case 'unpaid':
-      return event({ type: 'payment_failed', ...base, attemptCount: 0, nextAttemptAt: null });
+      return 'past_due';
     case 'canceled':
     case 'incomplete_expired':
-    // A trial that ended without a payment method pauses: nothing is being paid.
     case 'paused':
-      return event({ type: 'subscription_canceled', ...base });
+      return 'canceled';
     default:
-      return { kind: 'ignored', reason: `subscription status ${status ?? '(none)'}` };
+      return undefined;
   }
 }
 
-/** Validates the mapped event, so a user_id unfit for a subject is rejected here, not on the wire. */
 /** The Stripe customer id a webhook's object names (an id, or an expanded customer), if any. */
 export function customerIdOf(event: StripeEvent): string | undefined {
   return idOf(event.data?.object?.customer);
 }
 
+/** Validates the mapped event, so a user_id unfit for a subject is rejected here, not on the wire. */
 function event(e: NormalLaneEvent): StripeMapping {
   const parsed = NormalLaneEvent.safeParse(e);
   if (!parsed.success) {

@@ -8,8 +8,8 @@
  */
 import { assign, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
 import { assessmentCrisisLevel, BUTTON_CRISIS_LEVEL, maxLevel, type CrisisLevel, type CrisisSource } from './crisis.ts';
-import type { EventOf, UserEvent } from './events.ts';
-import type { PaidTier } from './features.ts';
+import type { BillingChanged, BillingStanding } from './billing.ts';
+import type { EventOf, PaymentEvent, UserEvent } from './events.ts';
 import { DEFAULT_POLICY, type UserPolicy } from './policy.ts';
 import { scoreAssessment } from './scoring.ts';
 
@@ -31,8 +31,11 @@ export interface UserContext {
   userId: string;
   /** Trial deadline; `null` once the user left the trial. */
   trialEndsAt: number | null;
-  /** The tier the user last paid for: where a recovered payment returns them. */
-  paidTier: PaidTier | null;
+  /**
+   * The billing standing the subscription region follows (`billing_changed`), from the billing
+   * ledger of the user's payment events; `null` before any subscription stood anywhere.
+   */
+  billing: BillingStanding | null;
   graceStartedAt: number | null;
   /** Grace deadline; `null` outside the grace period. */
   graceEndsAt: number | null;
@@ -44,13 +47,19 @@ export interface UserContext {
   devices: string[];
 }
 
+/**
+ * The events the statechart takes: every domain event but the payment events, which the fold turns
+ * into `billing_changed` through the billing ledger (`userState.ts`), so their order does not matter.
+ */
+export type MachineEvent = Exclude<UserEvent, PaymentEvent> | BillingChanged;
+
 /** Input that creates a user: the trial starts at `createdAt`. */
 export interface UserInput {
   userId: string;
   createdAt: number;
 }
 
-const crisisOf = (event: UserEvent): ActiveCrisis | null => {
+const crisisOf = (event: MachineEvent): ActiveCrisis | null => {
   switch (event.type) {
     case 'crisis_button':
       return { level: BUTTON_CRISIS_LEVEL, source: 'button', since: event.at, lastSignalAt: event.at };
@@ -65,8 +74,7 @@ const crisisOf = (event: UserEvent): ActiveCrisis | null => {
   }
 };
 
-const tierOf = (event: UserEvent): PaidTier | null =>
-  event.type === 'subscription_activated' || event.type === 'plan_changed' ? event.tier : null;
+const standingOf = (event: MachineEvent): BillingStanding | null => (event.type === 'billing_changed' ? event.standing : null);
 
 /** Builds the user statechart for a policy (durations); see {@link userMachine} for the default. */
 export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
@@ -76,24 +84,17 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
   const graceLength = (context: UserContext, at: number) =>
     recentCrisis(context, at) ? policy.graceAfterCrisisMs : policy.graceMs;
 
-  const grace = (context: UserContext, at: number, reason: GraceReason) => ({
-    graceStartedAt: at,
-    graceEndsAt: at + graceLength(context, at),
-    graceReason: reason,
-  });
 
   const machineSetup = setup({
     types: {
       context: {} as UserContext,
-      events: {} as UserEvent,
+      events: {} as MachineEvent,
       input: {} as UserInput,
     },
     guards: {
-      choosesPremium: ({ event }) => tierOf(event) === 'premium',
-      choosesBasic: ({ event }) => tierOf(event) === 'basic',
-      // A paid invoice restores the tier only after a failed payment, not after a cancellation.
-      recoversPremium: ({ context }) => context.graceReason === 'payment_failed' && context.paidTier === 'premium',
-      recoversBasic: ({ context }) => context.graceReason === 'payment_failed' && context.paidTier === 'basic',
+      paysPremium: ({ event }) => standingOf(event)?.status === 'active' && standingOf(event)?.tier === 'premium',
+      paysBasic: ({ event }) => standingOf(event)?.status === 'active' && standingOf(event)?.tier === 'basic',
+      stoppedPaying: ({ event }) => standingOf(event)?.status === 'past_due' || standingOf(event)?.status === 'canceled',
       trialDeadlinePassed: ({ context, event }) => context.trialEndsAt !== null && event.at >= context.trialEndsAt,
       graceDeadlinePassed: ({ context, event }) => context.graceEndsAt !== null && event.at >= context.graceEndsAt,
       signalsCrisis: ({ event }) => crisisOf(event) !== null,
@@ -111,16 +112,25 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
     },
     actions: {
       subscribe: assign(({ event }) => ({
-        paidTier: tierOf(event),
+        billing: standingOf(event),
         trialEndsAt: null,
         graceStartedAt: null,
         graceEndsAt: null,
         graceReason: null,
       })),
-      restorePaidTier: assign({ graceStartedAt: null, graceEndsAt: null, graceReason: null }),
-      graceForFailedPayment: assign(({ context, event }) => grace(context, event.at, 'payment_failed')),
-      graceForCancellation: assign(({ context, event }) => grace(context, event.at, 'canceled')),
-      markCanceled: assign({ graceReason: 'canceled' as const }),
+      // Grace counts from when the user stopped paying (the standing's `since`), not from when the
+      // news arrived: a late or reordered fact moves the deadline to where in-order delivery puts it.
+      startGrace: assign(({ context, event }) => {
+        const standing = standingOf(event) as Extract<BillingStanding, { since: number }>;
+        return {
+          billing: standing,
+          trialEndsAt: null,
+          graceStartedAt: standing.since,
+          graceEndsAt: standing.since + graceLength(context, standing.since),
+          graceReason: standing.status === 'past_due' ? ('payment_failed' as const) : ('canceled' as const),
+        };
+      }),
+      followBilling: assign(({ event }) => ({ billing: standingOf(event) })),
       lapse: assign({ trialEndsAt: null, graceStartedAt: null, graceEndsAt: null, graceReason: null }),
       startCrisis: assign(({ context, event }) => {
         const crisis = crisisOf(event)!;
@@ -154,11 +164,16 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
     },
   });
 
-  // Trial, grace period and lapsed all move to whichever tier a new or changed subscription pays for.
-  const toChosenTier = [
-    { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-    { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
+  // The snapshot transition: every subscription state follows the billing standing. Trial, grace
+  // period and lapsed move to whichever tier an active subscription pays for; the paying states and
+  // the trial start the grace period when the user stops paying (the grace period moves with a new
+  // start or reason); a standing that changes no state is only recorded.
+  const subscribe = [
+    { target: 'premium', guard: 'paysPremium', actions: 'subscribe' },
+    { target: 'basic', guard: 'paysBasic', actions: 'subscribe' },
   ] as const;
+  const startGrace = { target: 'grace_period', guard: 'stoppedPaying', actions: 'startGrace' } as const;
+  const follow = { actions: 'followBilling' } as const;
 
   return machineSetup.createMachine({
     id: 'user',
@@ -166,7 +181,7 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
     context: ({ input }) => ({
       userId: input.userId,
       trialEndsAt: input.createdAt + policy.trialMs,
-      paidTier: null,
+      billing: null,
       graceStartedAt: null,
       graceEndsAt: null,
       graceReason: null,
@@ -184,44 +199,25 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
         states: {
           trial: {
             on: {
-              subscription_activated: toChosenTier,
-              plan_changed: toChosenTier,
+              billing_changed: [...subscribe, startGrace],
               trial_ended: { target: 'lapsed', guard: 'trialDeadlinePassed', actions: 'lapse' },
             },
           },
           basic: {
-            on: {
-              subscription_activated: { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-              plan_changed: { target: 'premium', guard: 'choosesPremium', actions: 'subscribe' },
-              subscription_canceled: { target: 'grace_period', actions: 'graceForCancellation' },
-              payment_failed: { target: 'grace_period', actions: 'graceForFailedPayment' },
-            },
+            on: { billing_changed: [subscribe[0], startGrace, follow] },
           },
           premium: {
-            on: {
-              subscription_activated: { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              plan_changed: { target: 'basic', guard: 'choosesBasic', actions: 'subscribe' },
-              subscription_canceled: { target: 'grace_period', actions: 'graceForCancellation' },
-              payment_failed: { target: 'grace_period', actions: 'graceForFailedPayment' },
-            },
+            on: { billing_changed: [subscribe[1], startGrace, follow] },
           },
           grace_period: {
             on: {
-              payment_recovered: [
-                { target: 'premium', guard: 'recoversPremium', actions: 'restorePaidTier' },
-                { target: 'basic', guard: 'recoversBasic', actions: 'restorePaidTier' },
-              ],
-              subscription_activated: toChosenTier,
-              plan_changed: toChosenTier,
-              subscription_canceled: { actions: 'markCanceled' },
+              // Still not paying, with a new reason or start: the grace period moves with it.
+              billing_changed: [...subscribe, { guard: 'stoppedPaying', actions: 'startGrace' }],
               grace_ended: { target: 'lapsed', guard: 'graceDeadlinePassed', actions: 'lapse' },
             },
           },
           lapsed: {
-            on: {
-              subscription_activated: toChosenTier,
-              plan_changed: toChosenTier,
-            },
+            on: { billing_changed: [...subscribe, follow] },
           },
         },
       },

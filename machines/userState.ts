@@ -1,11 +1,27 @@
 /**
- * A user's durable state and the pure step that applies one event to it: dedup by event id, the
- * per-subscription order of payment events, then the statechart. The runtime persists exactly this
- * (`toPersisted`), so a fold of the same events always gives the same state.
+ * A user's durable state and the pure step that applies one event to it: dedup by event id, payment
+ * events into the billing ledger (the statechart follows its standing), everything else straight to
+ * the statechart. The runtime persists exactly this (`toPersisted`, schema {@link PersistedUserState}),
+ * so a fold of the same events always gives the same state.
  */
 import { initialTransition, transition } from 'xstate';
-import { isPaymentEvent, type UserEvent } from './events.ts';
-import { userMachine, type UserContext, type UserMachine, type UserSnapshot } from './userMachine.ts';
+import { z } from 'zod';
+import {
+  billingStanding,
+  EMPTY_LEDGER,
+  evidenceOf,
+  recordEvidence,
+  standingsEqual,
+  type BillingLedger,
+  type BillingStanding,
+  type Evidence,
+  type SubscriptionLedger,
+  type SubscriptionStanding,
+} from './billing.ts';
+import { CRISIS_LEVELS } from './crisis.ts';
+import { EventId, EpochMs, isPaymentEvent, SubjectToken, type UserEvent } from './events.ts';
+import { PAID_TIERS, SUBSCRIPTION_STATES } from './features.ts';
+import { userMachine, type MachineEvent, type UserContext, type UserMachine, type UserSnapshot } from './userMachine.ts';
 
 /**
  * Event ids remembered per user. JetStream's duplicate window and the runtime's per-lane sequence
@@ -13,24 +29,13 @@ import { userMachine, type UserContext, type UserMachine, type UserSnapshot } fr
  */
 export const DEDUP_WINDOW = 32;
 
-/** Subscriptions whose last payment-event time is remembered (a user rarely has more than one). */
-export const PAYMENT_CLOCK_SIZE = 4;
-
 /** A user's state: the statechart snapshot plus what makes applying events idempotent and ordered. */
 export interface UserState {
   snapshot: UserSnapshot;
   /** Most recent event ids, oldest first, at most {@link DEDUP_WINDOW}. */
   recentEventIds: readonly string[];
-  /** Per subscription id, the time of the last payment event applied (Stripe's `created`). */
-  paymentClock: Readonly<Record<string, number>>;
-}
-
-/** The JSON form of {@link UserState} that the runtime stores. */
-export interface PersistedUserState {
-  value: UserSnapshot['value'];
-  context: UserContext;
-  recentEventIds: string[];
-  paymentClock: Record<string, number>;
+  /** What the user's payment events said, per subscription: the statechart follows its standing. */
+  billing: BillingLedger;
 }
 
 /** What applying an event did. */
@@ -39,13 +44,16 @@ export type ApplyOutcome =
   | 'applied'
   /** Its id was applied before: nothing changed. */
   | 'duplicate'
-  /** A payment event older than one already applied for the same subscription: nothing changed. */
+  /**
+   * A payment event older than all the billing ledger still places for its subscription (it kept
+   * the newest {@link LEDGER_EVIDENCE} facts): nothing changed.
+   */
   | 'stale';
 
 /** Creates a new user whose trial starts at `createdAt`. */
 export function createUserState(userId: string, createdAt: number, machine: UserMachine = userMachine): UserState {
   const [snapshot] = initialTransition(machine, { userId, createdAt });
-  return { snapshot, recentEventIds: [], paymentClock: {} };
+  return { snapshot, recentEventIds: [], billing: EMPTY_LEDGER };
 }
 
 /** Applies one event; pure: returns the next state and what happened, never mutates `state`. */
@@ -55,15 +63,20 @@ export function applyEvent(
   machine: UserMachine = userMachine,
 ): { state: UserState; outcome: ApplyOutcome } {
   if (state.recentEventIds.includes(event.id)) return { state, outcome: 'duplicate' };
-  let { paymentClock } = state;
+  let { snapshot, billing } = state;
   if (isPaymentEvent(event)) {
-    const last = paymentClock[event.subscriptionId];
-    if (last !== undefined && event.at < last) return { state, outcome: 'stale' };
-    paymentClock = remember(paymentClock, event.subscriptionId, event.at);
+    const recorded = recordEvidence(billing, event.subscriptionId, evidenceOf(event));
+    if (recorded === null) return { state, outcome: 'stale' };
+    const standing = billingStanding(recorded);
+    if (standing && !standingsEqual(standing, billingStanding(billing))) {
+      [snapshot] = transition(machine, snapshot, { type: 'billing_changed', id: event.id, userId: event.userId, at: event.at, standing });
+    }
+    billing = recorded;
+  } else {
+    [snapshot] = transition(machine, snapshot, event satisfies MachineEvent);
   }
-  const [snapshot] = transition(machine, state.snapshot, event);
   const recentEventIds = [...state.recentEventIds.slice(1 - DEDUP_WINDOW), event.id];
-  return { state: { snapshot, recentEventIds, paymentClock }, outcome: 'applied' };
+  return { state: { snapshot, recentEventIds, billing }, outcome: 'applied' };
 }
 
 /** Applies events in order: the statechart's fold. */
@@ -73,24 +86,70 @@ export function foldEvents(state: UserState, events: Iterable<UserEvent>, machin
   return current;
 }
 
+const PaidTier = z.enum(PAID_TIERS);
+const Status = z.enum(['active', 'past_due', 'canceled']);
+const SubscriptionStandingSchema: z.ZodType<SubscriptionStanding> = z.union([
+  z.strictObject({ status: z.literal('active'), tier: PaidTier }),
+  z.strictObject({ status: z.enum(['past_due', 'canceled']), tier: PaidTier.nullable(), since: z.number() }),
+]);
+const BillingStandingSchema: z.ZodType<BillingStanding> = z.union([
+  z.strictObject({ status: z.literal('active'), tier: PaidTier, asOf: z.number() }),
+  z.strictObject({ status: z.enum(['past_due', 'canceled']), tier: PaidTier.nullable(), since: z.number(), asOf: z.number() }),
+]);
+const EvidenceSchema: z.ZodType<Evidence> = z.strictObject({
+  at: z.number(),
+  kind: z.enum(['snapshot', 'invoice']),
+  status: Status,
+  tier: PaidTier.nullable(),
+});
+const SubscriptionLedgerSchema: z.ZodType<SubscriptionLedger> = z.strictObject({
+  base: SubscriptionStandingSchema.nullable(),
+  baseEvidence: EvidenceSchema.nullable(),
+  evidence: z.array(EvidenceSchema),
+});
+const nullableMs = EpochMs.nullable();
+const UserContextSchema: z.ZodType<UserContext> = z.strictObject({
+  userId: SubjectToken,
+  trialEndsAt: nullableMs,
+  billing: BillingStandingSchema.nullable(),
+  graceStartedAt: nullableMs,
+  graceEndsAt: nullableMs,
+  graceReason: z.enum(['payment_failed', 'canceled']).nullable(),
+  crisis: z
+    .strictObject({
+      level: z.enum(CRISIS_LEVELS),
+      source: z.enum(['button', 'assessment', 'clinician']),
+      since: EpochMs,
+      lastSignalAt: EpochMs,
+    })
+    .nullable(),
+  lastCrisisAt: nullableMs,
+  devices: z.array(SubjectToken),
+});
+
+/** The JSON form of {@link UserState} that the runtime stores, validated when it is read back. */
+export const PersistedUserState = z.strictObject({
+  value: z.strictObject({ subscription: z.enum(SUBSCRIPTION_STATES), crisis: z.enum(['stable', 'active']) }),
+  context: UserContextSchema,
+  recentEventIds: z.array(EventId),
+  billing: z.record(z.string(), SubscriptionLedgerSchema),
+});
+
+/** The JSON form of {@link UserState} that the runtime stores. */
+export type PersistedUserState = z.infer<typeof PersistedUserState>;
+
 /** The JSON form to persist. */
 export function toPersisted(state: UserState): PersistedUserState {
   return {
-    value: state.snapshot.value,
+    value: state.snapshot.value as PersistedUserState['value'],
     context: state.snapshot.context,
     recentEventIds: [...state.recentEventIds],
-    paymentClock: { ...state.paymentClock },
+    billing: { ...state.billing },
   };
 }
 
 /** Restores a persisted state. */
 export function fromPersisted(persisted: PersistedUserState, machine: UserMachine = userMachine): UserState {
   const snapshot = machine.resolveState({ value: persisted.value, context: persisted.context });
-  return { snapshot, recentEventIds: persisted.recentEventIds, paymentClock: persisted.paymentClock };
-}
-
-function remember(clock: Readonly<Record<string, number>>, subscriptionId: string, at: number): Record<string, number> {
-  const entries = Object.entries(clock).filter(([id]) => id !== subscriptionId);
-  entries.push([subscriptionId, at]);
-  return Object.fromEntries(entries.slice(-PAYMENT_CLOCK_SIZE));
+  return { snapshot, recentEventIds: persisted.recentEventIds, billing: persisted.billing };
 }

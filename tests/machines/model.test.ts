@@ -11,16 +11,19 @@ import { transition } from 'xstate';
 import { getAdjacencyMap, getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
 import { describe, expect, it } from 'vitest';
 import { deriveView } from '../../machines/deviceView.ts';
-import type { UserEvent } from '../../machines/events.ts';
-import { userMachine, type UserSnapshot } from '../../machines/userMachine.ts';
+import { isDeepStrictEqual } from 'node:util';
+import { userMachine, type MachineEvent, type UserSnapshot } from '../../machines/userMachine.ts';
+import { applyEvent, createUserState, type UserState } from '../../machines/userState.ts';
 import {
   after,
   allTransitions,
   atomicStateNodes,
   EVERYTHING,
+  MODEL_INPUT,
   modelEvents,
   rebuild,
   serialize,
+  toWire,
   transitionKeys,
   traversal,
   type Alphabet,
@@ -55,7 +58,7 @@ function record(coverage: Coverage, s: UserSnapshot, trail: readonly string[]) {
 }
 
 /** One step: records the transition definitions `event` takes from `s`, returns the next snapshot. */
-function step(coverage: Coverage, s: UserSnapshot, event: UserEvent, trail: readonly string[]): UserSnapshot {
+function step(coverage: Coverage, s: UserSnapshot, event: MachineEvent, trail: readonly string[]): UserSnapshot {
   for (const key of transitionKeys(s, event)) coverage.transitions.add(key);
   const [next] = transition(userMachine, s, event);
   record(coverage, next, trail);
@@ -64,26 +67,46 @@ function step(coverage: Coverage, s: UserSnapshot, event: UserEvent, trail: read
 }
 
 /**
+ * The same step through the runtime's fold, with the event as a producer publishes it (payments as
+ * subscription snapshots, through the billing ledger): it must reach the model's snapshot.
+ */
+function foldStep(coverage: Coverage, fold: UserState, event: MachineEvent, expected: UserSnapshot, trail: readonly string[]): UserState {
+  const next = applyEvent(fold, { ...toWire(event), id: `${trail.length}.${event.id}` }).state;
+  const same = (x: UserSnapshot) => ({ value: x.value, context: x.context });
+  if (!isDeepStrictEqual(same(next.snapshot), same(expected))) coverage.problems.push(`the fold differs from the model after ${trail.join(' → ')}`);
+  return next;
+}
+
+/**
  * Walks a path from its first state: rebuilds each event for the snapshot actually reached,
  * records the transition definitions it takes, checks the abstract state is the path's and that
- * the invariants hold. With `thenEveryEvent`, also takes every model event once from the end
- * (so the edges that close a cycle, which no simple or shortest path contains, are walked too).
+ * the invariants hold. A path `fromStart` (the new user) is also walked through the runtime's fold
+ * with the events as published, which must reach the same snapshots, and is followed by every
+ * model event once from its end (so the edges that close a cycle, which no simple or shortest
+ * path contains, are walked too).
  */
-function walk(path: StatePath<UserSnapshot, UserEvent>, alphabet: readonly Alphabet[], coverage: Coverage, thenEveryEvent = false) {
+function walk(path: StatePath<UserSnapshot, MachineEvent>, alphabet: readonly Alphabet[], coverage: Coverage, fromStart = false) {
   const [first, ...rest] = path.steps;
   let s = first!.state;
+  let fold = createUserState(MODEL_INPUT.userId, MODEL_INPUT.createdAt);
   const trail: string[] = [];
   record(coverage, s, trail);
   for (const { event: planned, state: expected } of rest) {
     trail.push(planned.id);
-    s = step(coverage, s, rebuild(s, planned.id, alphabet), trail);
+    const event = rebuild(s, planned.id, alphabet);
+    s = step(coverage, s, event, trail);
+    if (fromStart) fold = foldStep(coverage, fold, event, s, trail);
     if (serialize(s) !== serialize(expected)) {
       coverage.problems.push(`abstract state ${serialize(s)} instead of ${serialize(expected)} after ${trail.join(' → ')}`);
       return;
     }
   }
   coverage.paths += 1;
-  if (thenEveryEvent) for (const event of modelEvents(s, alphabet)) step(coverage, s, event, [...trail, event.id]);
+  if (!fromStart) return;
+  for (const event of modelEvents(s, alphabet)) {
+    const next = step(coverage, s, event, [...trail, event.id]);
+    foldStep(coverage, fold, event, next, [...trail, event.id]);
+  }
 }
 
 let shortestCoverage: Coverage | undefined;
@@ -104,7 +127,12 @@ function shortest(): Coverage {
 const SIMPLE_RUNS: Array<{ name: string; alphabet: readonly Alphabet[]; from: string[] }> = [
   { name: 'subscription, never a crisis', alphabet: ['payments', 'deadlines'], from: [] },
   { name: 'subscription, crisis active', alphabet: ['payments', 'deadlines'], from: ['button'] },
-  { name: 'subscription, after a crisis', alphabet: ['payments', 'deadlines'], from: ['clinician-critical', 'resolved-by-clinician'] },
+  { name: 'subscription, after a recent crisis', alphabet: ['payments', 'deadlines'], from: ['clinician-critical', 'resolved-by-clinician'] },
+  {
+    name: 'subscription, after an old crisis',
+    alphabet: ['payments', 'deadlines'],
+    from: ['clinician-critical', 'resolved-by-clinician', 'canceled-31d-after-crisis'],
+  },
   { name: 'crisis, in trial', alphabet: ['crisis'], from: [] },
   { name: 'crisis, in basic', alphabet: ['crisis'], from: ['activated-basic'] },
   { name: 'crisis, in premium', alphabet: ['crisis'], from: ['activated-premium'] },

@@ -156,11 +156,17 @@ describe('subscription region', () => {
     });
   }
 
-  it('payment events without a subscription to act on change nothing in trial or lapsed', () => {
+  it('invoices of a subscription no snapshot named yet change nothing in trial or lapsed', () => {
     const trial = user();
-    expect(viewOf(then(trial, canceled(T0 + 1), failed(T0 + 2), recovered(T0 + 3)))).toEqual(viewOf(trial));
+    expect(viewOf(then(trial, failed(T0 + 2), recovered(T0 + 3)))).toEqual(viewOf(trial));
     const lapsed = user(ev('trial_ended', { at: T0 + 14 * DAY }));
     expect(tierOf(then(lapsed, canceled(T0 + 15 * DAY), failed(T0 + 16 * DAY), recovered(T0 + 17 * DAY)))).toBe('lapsed');
+  });
+
+  it('a cancellation that reaches a trial user first starts the grace period from its time (the activation is late)', () => {
+    const view = viewOf(user(canceled(T0 + DAY)));
+    expect(view).toMatchObject({ tier: 'grace_period', status: 'canceled', trialEndsAt: null });
+    expect(view.gracePeriod).toEqual({ endsAt: T0 + DAY + 7 * DAY, reason: 'canceled' });
   });
 });
 
@@ -443,12 +449,15 @@ describe('persistence', () => {
     expect(viewOf(b)).toMatchObject({ tier: 'basic', crisis: { active: false } });
   });
 
-  it('a restored state still knows which events it applied and which payments are stale', () => {
+  it('a restored state still knows which events it applied and what its payments said', () => {
     const first = activated('basic', T0 + 10);
     const state = user(first, canceled(T0 + 20));
     const restored = fromPersisted(JSON.parse(JSON.stringify(toPersisted(state))));
     expect(applyEvent(restored, first).outcome).toBe('duplicate');
-    expect(applyEvent(restored, activated('premium', T0 + 15)).outcome).toBe('stale');
+    // An activation older than the cancellation is placed before it: the user stays in grace.
+    const late = applyEvent(restored, activated('premium', T0 + 15));
+    expect(late.outcome).toBe('applied');
+    expect(viewOf(late.state)).toMatchObject({ tier: 'grace_period', status: 'canceled' });
   });
 
   it('a restored state with a custom policy keeps that policy', () => {

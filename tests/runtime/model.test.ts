@@ -28,10 +28,11 @@
  * reliably. Rounds cost about a second each, mostly trial's coalescing window, however many paths
  * they carry.)
  *
- * The model folds events with the bare statechart; the runtime also dedups by id and orders
- * payment events per subscription (DESIGN §4: an older one is stale and changes nothing). Each
- * step's expected outcome comes from the runtime's pure step (`applyEvent`) over the model's events:
- * on these paths every event is applied, and the runtime's counters must agree (no stale event).
+ * The model folds events with the bare statechart, payments as `billing_changed`; on the wire they
+ * are the subscription snapshots that give those standings (`toWire`), and the runtime also dedups
+ * by id and keeps payments in its billing ledger (DESIGN §4). Each step's expected outcome comes
+ * from the runtime's pure step (`applyEvent`) over the published events: on these paths every
+ * event is applied, and the runtime's counters must agree (no stale event).
  */
 import { isDeepStrictEqual } from 'node:util';
 import { decode as unpack } from '@msgpack/msgpack';
@@ -42,13 +43,24 @@ import { describe, expect, it } from 'vitest';
 import type { UserRecord } from '../../actors/userStore.ts';
 import { deriveView, type UserView } from '../../machines/deviceView.ts';
 import type { UserEvent } from '../../machines/events.ts';
-import { userMachine, type UserSnapshot } from '../../machines/userMachine.ts';
+import { userMachine, type MachineEvent, type UserSnapshot } from '../../machines/userMachine.ts';
 import { applyEvent, createUserState, type ApplyOutcome, type PersistedUserState, type UserState } from '../../machines/userState.ts';
 import { publishEvent } from '../../transport/eventPublisher.ts';
 import { laneOf, type Lane } from '../../transport/subjects.ts';
 import { waitFor, type AppliedView, type DeviceProcess } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
-import { allTransitions, EVERYTHING, MODEL_DEVICES, MODEL_INPUT, modelEvents, rebuild, serialize, transitionKeys, traversal } from '../support/userModel.ts';
+import {
+  allTransitions,
+  EVERYTHING,
+  MODEL_DEVICES,
+  MODEL_INPUT,
+  modelEvents,
+  rebuild,
+  serialize,
+  toWire,
+  transitionKeys,
+  traversal,
+} from '../support/userModel.ts';
 
 const system = useSystem({ FM_IDLE_MS: '0', FM_SWEEP_MS: '10' });
 
@@ -59,7 +71,7 @@ const ROUND_TIMEOUT_MS = 30_000;
 
 /** One step of a path: the model's event, what the runtime does with it, the snapshot expected after. */
 interface Step {
-  event: UserEvent;
+  event: MachineEvent;
   outcome: ApplyOutcome;
   /** The model's snapshot after the step (the one before it when the runtime must ignore the event). */
   expected: UserSnapshot;
@@ -77,14 +89,14 @@ interface LivePath extends PlannedPath {
 }
 
 /**
- * What the runtime's own pure step (dedup and the per-subscription payment clock, then the
- * statechart) does with each of the model's events, in order.
+ * What the runtime's own pure step (dedup and the billing ledger, then the statechart) does with
+ * each of the model's events as published, in order.
  */
-function foldOutcomes(events: readonly UserEvent[]): ApplyOutcome[] {
+function foldOutcomes(events: readonly MachineEvent[]): ApplyOutcome[] {
   let state: UserState = createUserState(MODEL_INPUT.userId, MODEL_INPUT.createdAt);
   // Ids made unique per step, as on the wire: the model's ids are kinds, repeated along a path.
   return events.map((event, i) => {
-    const result = applyEvent(state, { ...event, id: `${i + 1}.${event.id}` });
+    const result = applyEvent(state, { ...toWire(event), id: `${i + 1}.${event.id}` });
     state = result.state;
     return result.outcome;
   });
@@ -102,7 +114,7 @@ function plan(): { paths: PlannedPath[]; transitions: Set<string> } {
   const [initial] = initialTransition(userMachine, MODEL_INPUT);
   const shortest = getShortestPaths(userMachine, traversal(EVERYTHING))
     .map((path) => {
-      const events: UserEvent[] = [];
+      const events: MachineEvent[] = [];
       const states: UserSnapshot[] = [];
       let s = initial;
       for (const { event: planned, state: graphState } of path.steps.slice(1)) {
@@ -120,12 +132,12 @@ function plan(): { paths: PlannedPath[]; transitions: Set<string> } {
 
   const taken = new Set<string>();
   const paths: PlannedPath[] = [];
-  const stepsOf = (events: UserEvent[], states: UserSnapshot[]): Step[] => {
+  const stepsOf = (events: MachineEvent[], states: UserSnapshot[]): Step[] => {
     const outcomes = foldOutcomes(events);
     return events.map((event, i) => ({ event, outcome: outcomes[i]!, expected: states[i]! }));
   };
   for (const p of shortest) {
-    // The model knows no payment clock: a path it finds must not contain a payment the runtime
+    // The model knows no billing ledger: a path it finds must not contain a payment the runtime
     // rightly ignores as stale, or the live user would leave the path there.
     const ignored = foldOutcomes(p.events).findIndex((o) => o !== 'applied');
     if (ignored >= 0) throw new Error(`the runtime ignores step ${ignored + 1} of ${p.events.map((e) => e.id).join(' → ')}`);
@@ -148,11 +160,9 @@ function plan(): { paths: PlannedPath[]; transitions: Set<string> } {
   return { paths, transitions: taken };
 }
 
-/** The model's event as the path's user sends it: its own id, T0-shifted time. */
-function wireEvent(user: string, t0: number, index: number, e: UserEvent): UserEvent {
-  const shifted = { ...e, userId: user, id: `${user}.${index}.${e.id}`, at: e.at + t0 };
-  if (shifted.type === 'payment_failed' && shifted.nextAttemptAt !== null) shifted.nextAttemptAt += t0;
-  return shifted;
+/** The model's event as the path's user publishes it: its own id, T0-shifted time. */
+function wireEvent(user: string, t0: number, index: number, e: MachineEvent): UserEvent {
+  return { ...toWire(e), userId: user, id: `${user}.${index}.${e.id}`, at: e.at + t0 };
 }
 
 /** The model's view with its times shifted by T0, as the device should show it. */
@@ -178,6 +188,11 @@ function expectedState(s: UserSnapshot, user: string, t0: number): Pick<Persiste
       trialEndsAt: shift(c.trialEndsAt),
       graceStartedAt: shift(c.graceStartedAt),
       graceEndsAt: shift(c.graceEndsAt),
+      billing: c.billing && {
+        ...c.billing,
+        asOf: c.billing.asOf + t0,
+        ...(c.billing.status === 'active' ? {} : { since: c.billing.since + t0 }),
+      },
       crisis: c.crisis && { ...c.crisis, since: c.crisis.since + t0, lastSignalAt: c.crisis.lastSignalAt + t0 },
       lastCrisisAt: shift(c.lastCrisisAt),
       devices: [LIVE_DEVICE, ...c.devices],
