@@ -3,39 +3,12 @@
  * A node that lost a partition (or a second process serving the same user) gets {@link FencedError}
  * instead of overwriting the newer owner's state.
  */
-import { decode, encode } from '@msgpack/msgpack';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { SafetyContent } from '../machines/safety.ts';
-import type { PersistedUserState } from '../machines/userState.ts';
-import type { AuditRecord } from '../transport/schemas.ts';
-import type { Lane } from '../transport/subjects.ts';
+import { decodeUserRecord, encodeUserRecord, type UserRecord } from './userRecord.ts';
 
-/** What is stored per user. */
-export interface UserRecord {
-  state: PersistedUserState;
-  /** Safety plan and contacts: beside the statechart, never in its snapshot or audit. */
-  safety: SafetyContent;
-  /** Version of the last view published to the user's devices. */
-  viewVersion: number;
-  /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
-  lastSeq: Record<Lane, number>;
-  /**
-   * What the commit that wrote this record publishes (views, audit records, purges), saved at the
-   * same time as it is published: if the node dies between the two, the next owner publishes it
-   * again from here (see `UserActor`). Absent when the commit published nothing.
-   */
-  outbox?: Outbox;
-}
-
-/** A commit's output, enough to publish it again: views are rebuilt from the record's state. */
-export interface Outbox {
-  /** Devices that were sent the record's view, at `viewVersion`. */
-  viewDevices: string[];
-  audits: AuditRecord[];
-  /** Devices whose last view was purged (they left the account). */
-  removed: string[];
-}
+// The record's format lives in userRecord.ts; the user actor imports its types with the store's.
+export type { Outbox, UserRecord } from './userRecord.ts';
 
 /** A record and the KV revision it was read at (0: the user has no record yet). */
 export interface StoredRecord {
@@ -58,11 +31,11 @@ export class UserStore {
     this.kv = kv;
   }
 
-  /** Loads a user's record. */
+  /** Loads a user's record; throws `UserRecordError` when the stored bytes are not one. */
   async load(userId: string): Promise<StoredRecord> {
     const entry = await this.kv.get(userId);
     if (!entry || entry.operation !== 'PUT') return { record: null, revision: entry?.revision ?? 0 };
-    return { record: decode(entry.value) as UserRecord, revision: entry.revision };
+    return { record: decodeUserRecord(entry.value), revision: entry.revision };
   }
 
   /**
@@ -70,7 +43,7 @@ export class UserStore {
    * timed out but landed finds its own bytes there: that is success, not another owner.
    */
   async save(userId: string, record: UserRecord, revision: number): Promise<number> {
-    const bytes = encode(record);
+    const bytes = encodeUserRecord(record);
     try {
       return revision === 0 ? await this.kv.create(userId, bytes) : await this.kv.update(userId, bytes, revision);
     } catch (err) {

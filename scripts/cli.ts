@@ -11,34 +11,31 @@
  * Connects to NATS_URL (nats://127.0.0.1:4222 by default). Prints no safety-plan or contact text.
  */
 import { readFileSync } from 'node:fs';
-import { decode as unpack } from '@msgpack/msgpack';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import Stripe from 'stripe';
-import type { UserRecord } from '../actors/userStore.ts';
+import { UserStore } from '../actors/userStore.ts';
+import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
+import { parseSecrets } from '../ingress/stripeWebhook.ts';
 import { deriveView } from '../machines/deviceView.ts';
+import { UserEvent } from '../machines/events.ts';
 import { fromPersisted } from '../machines/userState.ts';
 import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
-import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
-import { AuditRecord } from '../transport/schemas.ts';
-import { parseSecrets } from '../ingress/stripeWebhook.ts';
+import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import { createTopology } from '../transport/topology.ts';
-import { decodeDeviceView } from '../transport/viewWire.ts';
+import { lastViews } from '../transport/viewStore.ts';
 
 const USAGE = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(3, 10).map((l) => l.replace(/^ \* ?/, '')).join('\n');
 
-/** `--name value` pairs and positional words. */
-function parseArgs(argv: string[]): { words: string[]; flags: Record<string, string> } {
-  const words: string[] = [];
-  const flags: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) words.push(arg);
-    else if (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')) flags[arg.slice(2)] = 'true';
-    else flags[arg.slice(2)] = argv[++i]!;
-  }
-  return { words, flags };
+const [command, ...rest] = process.argv.slice(2);
+const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
+
+/** The command's own options and its words (`strict`: an option it does not know is an error). */
+function args<O extends ParseArgsOptionsConfig>(options: O) {
+  return parseArgs({ args: rest, options, allowPositionals: true, strict: true });
 }
 
 /** A flag's text as the event field it names: numbers as numbers, `a,b` lists as arrays. */
@@ -49,11 +46,7 @@ function fieldValue(text: string): unknown {
   return text;
 }
 
-const { words, flags } = parseArgs(process.argv.slice(2));
-const [command, arg] = words;
-const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
-
-async function withNats<T>(fn: (nc: Awaited<ReturnType<typeof connectNats>>) => Promise<T>): Promise<T> {
+async function withNats<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
   const nc = await connectNats({ name: 'fullmind-cli', maxReconnectAttempts: 3 });
   try {
     return await fn(nc);
@@ -62,83 +55,104 @@ async function withNats<T>(fn: (nc: Awaited<ReturnType<typeof connectNats>>) => 
   }
 }
 
-async function main(): Promise<number> {
-  switch (command) {
-    case 'publish': {
-      if (!arg || !flags.user) break;
-      const { user, ...fields } = flags;
-      const draft = { type: arg, userId: user, ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, fieldValue(v)])) };
-      await withNats((nc) => new FullmindPublisher(nc, { topology }).publish(draft as EventDraft));
-      console.log(`published ${arg} for ${user}`);
-      return 0;
+/** `publish <type> --user <id> [--<field> <value> …]`: the options are the event type's own fields. */
+async function publish(): Promise<number> {
+  const types = UserEvent.options.map((o) => o.shape.type.value);
+  const schema = UserEvent.options.find((o) => o.shape.type.value === rest[0]);
+  if (!schema) return usage(`unknown event type ${rest[0] ?? '(none)'}: one of ${types.join(', ')}`);
+  const fields = Object.keys(schema.shape).filter((k) => k !== 'type' && k !== 'userId');
+  const { values, positionals } = args({ user: { type: 'string' }, ...Object.fromEntries(fields.map((k) => [k, { type: 'string' } as const])) });
+  const { user, ...given } = values as Record<string, string | undefined>;
+  if (!user || positionals.length !== 1) return usage();
+  const draft = { type: schema.shape.type.value, userId: user, ...Object.fromEntries(Object.entries(given).map(([k, v]) => [k, fieldValue(v!)])) };
+  await withNats((nc) => new FullmindPublisher(nc, { topology }).publish(draft as EventDraft));
+  console.log(`published ${draft.type} for ${user}`);
+  return 0;
+}
+
+/** `assessment --user <id> --instrument phq9|gad7 --answers 0,1,…` */
+async function assessment(): Promise<number> {
+  const { values } = args({ user: { type: 'string' }, instrument: { type: 'string' }, answers: { type: 'string' } });
+  const { user, instrument, answers } = values;
+  if (!user || !instrument || !answers) return usage();
+  const score = await withNats((nc) =>
+    new FullmindPublisher(nc, { topology }).assessmentCompleted({
+      userId: user,
+      instrument: instrument as 'phq9' | 'gad7',
+      answers: answers.split(',').map(Number),
+    }),
+  );
+  console.log(`published; total ${score.total} (${score.band})${score.crisis ? ', crisis signalled on the crisis lane' : ''}`);
+  return 0;
+}
+
+/** `state <user>`: the stored record, the view it derives, and the view each device was last sent. */
+async function state(): Promise<number> {
+  const [userId] = args({}).positionals;
+  if (!userId) return usage();
+  return withNats(async (nc) => {
+    const { record } = await new UserStore(await new Kvm(nc).open(topology.buckets.users)).load(userId);
+    if (!record) {
+      console.log(`no record for ${userId}`);
+      return 1;
     }
-    case 'assessment': {
-      if (!flags.user || !flags.instrument || !flags.answers) break;
-      const score = await withNats((nc) =>
-        new FullmindPublisher(nc, { topology }).assessmentCompleted({
-          userId: flags.user!,
-          instrument: flags.instrument as 'phq9' | 'gad7',
-          answers: flags.answers!.split(',').map(Number),
-        }),
-      );
-      console.log(`published; total ${score.total} (${score.band})${score.crisis ? ', crisis signalled on the crisis lane' : ''}`);
-      return 0;
+    const { snapshot } = fromPersisted(record.state);
+    const { devices } = snapshot.context;
+    console.log(JSON.stringify({ user: userId, state: snapshot.value, viewVersion: record.viewVersion, ...deriveView(snapshot), devices }, null, 2));
+    const views = await lastViews(await jetstreamManager(nc), topology, userId, devices);
+    devices.forEach((deviceId, i) => console.log(`device ${deviceId}: ${describeView(views[i] ?? null)}`));
+    return 0;
+  });
+}
+
+/** A stored view in one line, without its safety content (only whether there is some). */
+function describeView(v: DeviceView | null): string {
+  if (!v) return 'no view stored';
+  const safety = `safety plan=${v.safety.plan ? 'yes' : 'no'} contacts=${v.safety.contacts.length}`;
+  return `v${v.version} ${v.tier}/${v.status} crisis=${v.crisis.active} features=${v.features.enabled.length} ${safety}`;
+}
+
+/** `audit <user> [--follow]`: the user's audit records, oldest first; with `--follow`, then every new one. */
+async function audit(): Promise<number> {
+  const { values, positionals } = args({ follow: { type: 'boolean' } });
+  const [userId] = positionals;
+  if (!userId) return usage();
+  return withNats(async (nc) => {
+    const consumer = await jetstream(nc).consumers.get(topology.streams.audit, {
+      filter_subjects: [topology.subjects.audit(userId)],
+      deliver_policy: DeliverPolicy.All,
+    });
+    const stored = (await consumer.info(true)).num_pending;
+    if (stored === 0 && !values.follow) return 0;
+    let shown = 0;
+    for await (const m of await consumer.consume()) {
+      print(decode(AuditRecord, m.data));
+      if (!values.follow && ++shown >= stored) break;
     }
-    case 'state': {
-      if (!arg) break;
-      return withNats(async (nc) => {
-        const entry = await (await new Kvm(nc).open(topology.buckets.users)).get(arg);
-        if (!entry || entry.operation !== 'PUT') {
-          console.log(`no record for ${arg}`);
-          return 1;
-        }
-        const record = unpack(entry.value) as UserRecord;
-        const { snapshot } = fromPersisted(record.state);
-        const view = deriveView(snapshot);
-        console.log(JSON.stringify({ user: arg, state: snapshot.value, viewVersion: record.viewVersion, ...view, devices: snapshot.context.devices }, null, 2));
-        const jsm = await jetstreamManager(nc);
-        for (const deviceId of snapshot.context.devices) {
-          const m = await jsm.streams.getMessage(topology.streams.views, { last_by_subj: topology.subjects.view(arg, deviceId) }).catch(() => null);
-          const v = m && decodeDeviceView(m.data, m.header);
-          console.log(
-            v
-              ? `device ${deviceId}: v${v.version} ${v.tier}/${v.status} crisis=${v.crisis.active} features=${v.features.enabled.length} safety plan=${v.safety.plan ? 'yes' : 'no'} contacts=${v.safety.contacts.length}`
-              : `device ${deviceId}: no view stored`,
-          );
-        }
-        return 0;
-      });
-    }
-    case 'audit': {
-      if (!arg) break;
-      return withNats(async (nc) => {
-        const consumer = await jetstream(nc).consumers.get(topology.streams.audit, {
-          filter_subjects: [topology.subjects.audit(arg)],
-          deliver_policy: DeliverPolicy.All,
-        });
-        const follow = flags.follow === 'true';
-        const stored = (await consumer.info(true)).num_pending;
-        if (stored === 0 && !follow) return 0;
-        let shown = 0;
-        for await (const m of await consumer.consume()) {
-          print(decode(AuditRecord, m.data));
-          if (!follow && ++shown >= stored) break;
-        }
-        return 0;
-      });
-    }
-    case 'webhook': {
-      if (!arg) break;
-      const body = readFileSync(arg, 'utf8');
-      const secret = flags.secret ?? parseSecrets(process.env.STRIPE_WEBHOOK_SECRET)[0];
-      if (!secret) throw new Error('give --secret or set STRIPE_WEBHOOK_SECRET');
-      const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret });
-      const url = flags.url ?? `http://127.0.0.1:${process.env.PORT ?? 8080}/webhooks/stripe`;
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, body });
-      console.log(res.status, await res.text());
-      return res.ok ? 0 : 1;
-    }
-  }
+    return 0;
+  });
+}
+
+/** `webhook <stripe-event.json> [--secret s] [--url u]`: signs the body as Stripe does and POSTs it. */
+async function webhook(): Promise<number> {
+  const { values, positionals } = args({ secret: { type: 'string' }, url: { type: 'string' } });
+  const [file] = positionals;
+  if (!file) return usage();
+  const body = readFileSync(file, 'utf8');
+  const secret = values.secret ?? parseSecrets(process.env.STRIPE_WEBHOOK_SECRET)[0];
+  if (!secret) throw new Error('give --secret or set STRIPE_WEBHOOK_SECRET');
+  const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret });
+  const url = values.url ?? `http://127.0.0.1:${process.env.PORT ?? 8080}/webhooks/stripe`;
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, body });
+  console.log(res.status, await res.text());
+  return res.ok ? 0 : 1;
+}
+
+const COMMANDS: Readonly<Record<string, () => Promise<number>>> = { publish, assessment, state, audit, webhook };
+
+/** Prints what went wrong, if anything, and the usage; the exit code of a wrong command line. */
+function usage(problem?: string): number {
+  if (problem) console.error(problem);
   console.error(USAGE);
   return 2;
 }
@@ -151,10 +165,16 @@ function print(a: AuditRecord): void {
   );
 }
 
-try {
-  process.exitCode = await main();
-} catch (err) {
+/** Reports a failure; returns the exit code (2: a wrong command line, 1: anything else). */
+function failed(err: unknown): number {
+  if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage((err as Error).message);
   if (err instanceof PublishError) console.error(`refused (${err.code}${err.field ? `, ${err.field}` : ''}): ${err.message}`);
   else console.error((err as Error).message);
-  process.exitCode = 1;
+  return 1;
+}
+
+try {
+  process.exitCode = command !== undefined && Object.hasOwn(COMMANDS, command) ? await COMMANDS[command]!() : usage();
+} catch (err) {
+  process.exitCode = failed(err);
 }

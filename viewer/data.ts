@@ -9,11 +9,11 @@
  * (last view per device, then each new one) and one on `fm.audit.<userId>` (from a stream sequence
  * on), all ended when the viewer's connection closes.
  */
-import { decode as unpack } from '@msgpack/msgpack';
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
-import type { UserRecord } from '../actors/userStore.ts';
+import { decodeUserRecord, type UserRecord } from '../actors/userRecord.ts';
+import { UserStore } from '../actors/userStore.ts';
 import { decode } from '../transport/codec.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
@@ -91,7 +91,7 @@ export function summarizeUser(graph: ChartGraph, userId: string, record: UserRec
     value,
     activeStateIds: activeStateIds(graph, value),
     crisis: context.crisis && { level: context.crisis.level, source: context.crisis.source, since: context.crisis.since },
-    paidTier: context.paidTier,
+    paidTier: context.billing?.tier ?? null,
     trialEndsAt: context.trialEndsAt,
     graceEndsAt: context.graceEndsAt,
     graceReason: context.graceReason,
@@ -147,9 +147,8 @@ export class ViewerData {
 
   /** The user's summary, or `null` when the user has no record. */
   async user(userId: string): Promise<UserSummary | null> {
-    const entry = await (await this.kv()).get(userId);
-    if (!entry || entry.operation !== 'PUT') return null;
-    return summarizeUser(this.graph, userId, unpack(entry.value) as UserRecord);
+    const { record } = await new UserStore(await this.kv()).load(userId);
+    return record && summarizeUser(this.graph, userId, record);
   }
 
   /** The last view of each device (those without a readable view yet are left out). */
@@ -204,7 +203,7 @@ export class ViewerData {
       const watch: QueuedIterator<KvWatchEntry> = await (await this.kv()).watch({ key: userId });
       stops.push(() => watch.stop());
       pump(watch, (e) => {
-        if (e.operation === 'PUT') report({ type: 'user', data: summarizeUser(this.graph, userId, unpack(e.value) as UserRecord) });
+        if (e.operation === 'PUT') report({ type: 'user', data: summarizeUser(this.graph, userId, decodeUserRecord(e.value)) });
       });
 
       const views = await this.js.consumers.get(this.topology.streams.views, {

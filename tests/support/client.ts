@@ -5,10 +5,10 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decode as unpack } from '@msgpack/msgpack';
 import type { UserEvent } from '../../machines/events.ts';
 import type { MetricsSnapshot } from '../../actors/metrics.ts';
-import type { UserRecord } from '../../actors/userStore.ts';
+import type { UserRecord } from '../../actors/userRecord.ts';
+import { UserStore } from '../../actors/userStore.ts';
 import { decode } from '../../transport/codec.ts';
 import { connectNats, drainNats } from '../../transport/connection.ts';
 import { publishEvent } from '../../transport/eventPublisher.ts';
@@ -87,8 +87,7 @@ export class TestClient {
 
   /** The stored user record, decoded (what the runtime persisted). */
   async userRecord(userId: string): Promise<UserRecord | null> {
-    const entry = await (await this.users()).get(userId);
-    return entry && entry.operation === 'PUT' ? (unpack(entry.value) as UserRecord) : null;
+    return (await new UserStore(await this.users()).load(userId)).record;
   }
 
   /** Writes a user's stored record again, unchanged: a new revision, as another owner would make. */

@@ -1,0 +1,87 @@
+/**
+ * The user record: what the runtime stores per user (KV `fm_users`), its schema and version, and
+ * the one encoder and decoder of its bytes. Every save writes {@link USER_RECORD_VERSION}; the
+ * reader accepts that version only, so a later change to the record adds a version and migrates
+ * from this one instead of reading old bytes as new.
+ */
+import { z } from 'zod';
+import { SubjectToken } from '../machines/events.ts';
+import { PersistedUserState } from '../machines/userState.ts';
+import { CodecError, decode, encode } from '../transport/codec.ts';
+import { AuditRecord, SafetyContent } from '../transport/schemas.ts';
+
+/** The version every save writes and the reader requires. */
+export const USER_RECORD_VERSION = 1;
+
+/** A commit's output, enough to publish it again: views are rebuilt from the record's state. */
+export const Outbox = z.strictObject({
+  /** Devices that were sent the record's view, at `viewVersion`. */
+  viewDevices: z.array(SubjectToken),
+  audits: z.array(AuditRecord),
+  /** Devices whose last view was purged (they left the account). */
+  removed: z.array(SubjectToken),
+});
+
+const StreamSeq = z.number().int().nonnegative();
+
+/** What is stored per user (without its version, which only the bytes carry). */
+export const UserRecord = z.strictObject({
+  /** The statechart and what makes applying events idempotent: the domain's own schema. */
+  state: PersistedUserState,
+  /** Safety plan and contacts: beside the statechart, never in its snapshot or audit. */
+  safety: SafetyContent,
+  /** Version of the last view published to the user's devices. */
+  viewVersion: z.number().int().nonnegative(),
+  /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
+  lastSeq: z.strictObject({ normal: StreamSeq, crisis: StreamSeq }),
+  /**
+   * What the commit that wrote this record publishes (views, audit records, purges), saved at the
+   * same time as it is published: if the node dies between the two, the next owner publishes it
+   * again from here (see `UserActor`). Absent when the commit published nothing.
+   */
+  outbox: Outbox.optional(),
+});
+
+/** The record as stored: its version first, so the reader checks it before anything else. */
+const StoredUserRecord = z.strictObject({ schemaVersion: z.literal(USER_RECORD_VERSION), ...UserRecord.shape });
+
+/** A user's record. */
+export type UserRecord = z.infer<typeof UserRecord>;
+/** A commit's output kept in the record. */
+export type Outbox = z.infer<typeof Outbox>;
+
+/**
+ * Stored bytes that are not a user record of {@link USER_RECORD_VERSION}. Terminal: the same bytes
+ * fail the same way however often they are read.
+ */
+export class UserRecordError extends Error {
+  override readonly name = 'UserRecordError';
+  /** Dotted path of the offending field (`schemaVersion`, `state.context.devices.0`), when there is one. */
+  readonly field: string | undefined;
+  constructor(cause: CodecError) {
+    super(`user record does not parse: ${cause.field === 'schemaVersion' ? `unknown version (${cause.message})` : cause.message}`, { cause });
+    this.field = cause.field;
+  }
+}
+
+// A record holds the safety content and a commit's audit records: no wire body limit applies.
+const UNLIMITED = { maxBytes: Number.POSITIVE_INFINITY };
+
+/** The bytes of a record, at {@link USER_RECORD_VERSION}; validated, so the reader never refuses what a save wrote. */
+export function encodeUserRecord(record: UserRecord): Uint8Array {
+  try {
+    return encode(StoredUserRecord, { schemaVersion: USER_RECORD_VERSION, ...record }, UNLIMITED);
+  } catch (err) {
+    throw err instanceof CodecError ? new UserRecordError(err) : err;
+  }
+}
+
+/** Reads a record's bytes; throws {@link UserRecordError} naming the field when they are not one. */
+export function decodeUserRecord(bytes: Uint8Array): UserRecord {
+  try {
+    const { schemaVersion: _, ...record } = decode(StoredUserRecord, bytes, UNLIMITED);
+    return record;
+  } catch (err) {
+    throw err instanceof CodecError ? new UserRecordError(err) : err;
+  }
+}
