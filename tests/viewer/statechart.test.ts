@@ -59,9 +59,9 @@ describe('statechart drawing', () => {
     expect(graph.states.find((s) => s.id === 'user.subscription')!.initial).toBe('user.subscription.trial');
     expect(graph.states.find((s) => s.id === 'user.crisis')!.initial).toBe('user.crisis.stable');
     // Guards by name; targetless transitions keep their actions.
-    expect(graph.transitions.find((t) => t.key === 'user.subscription.grace_period|payment_recovered|0')).toMatchObject({
+    expect(graph.transitions.find((t) => t.key === 'user.subscription.grace_period|billing_changed|0')).toMatchObject({
       targets: ['user.subscription.premium'],
-      guard: 'recoversPremium',
+      guard: 'paysPremium',
     });
     const raise = graph.transitions.find((t) => t.key === 'user.crisis.active|assessment_completed|0')!;
     expect(raise).toMatchObject({ targets: [], guard: 'signalsCrisis', actions: ['raiseCrisis'] });
