@@ -42,7 +42,7 @@ describe('fullmind-sync CLI', () => {
     writeFileSync(body, JSON.stringify(stripeEvent('customer.subscription.created', subscription('active', [PRICE_PREMIUM], { metadata: { user_id: user } }), Math.floor(Date.now() / 1000))));
     const webhook = await cli('webhook', body, '--secret', SECRET);
     expect(webhook.code).toBe(0);
-    expect(webhook.out).toContain('"published":"subscription_activated"');
+    expect(webhook.out).toContain('"published":"subscription_updated"');
 
     const scored = await cli('assessment', '--user', user, '--instrument', 'phq9', '--answers', '1,1,0,0,0,0,0,0,1');
     expect(scored.out).toContain('total 3 (minimal), crisis signalled on the crisis lane');
@@ -57,7 +57,7 @@ describe('fullmind-sync CLI', () => {
     const lines = audit.out.trim().split('\n');
     // The assessment (normal lane) and its crisis signal (crisis lane) race: either starts the crisis.
     expect(lines).toHaveLength(2);
-    expect(lines[0]!.split(/\s+/)[1]).toBe('subscription_activated');
+    expect(lines[0]!.split(/\s+/)[1]).toBe('subscription_updated');
     expect(['assessment_completed', 'crisis_detected']).toContain(lines[1]!.split(/\s+/)[1]);
     expect(lines[1]).toContain('premium/stable → premium/active (high)');
   });
