@@ -127,6 +127,11 @@ export class RuntimeNode implements ActorHost {
       throw err;
     }
     if (event.type !== subject.type) return this.reject(m, 'invalid', `type: ${event.type} does not match the subject`);
+    // The ingress's customer lookup reads these; a user actor would commit nothing for them.
+    if (event.type === 'customer_linked') {
+      m.ack();
+      return;
+    }
     if (!this.owns(event.userId)) {
       m.nak(1_000);
       return;

@@ -2,22 +2,13 @@
  * Every NATS subject of the wire contract (DESIGN §2), built and parsed in this one place.
  * The prefix (`fm` by default) lets several deployments share a NATS account.
  */
-import { CRISIS_LANE_TYPES, UserEvent, type UserEventType } from '../machines/events.ts';
+import { CRISIS_LANE_TYPES, type UserEventType } from '../machines/events.ts';
 
 /** Default subject prefix. */
 export const DEFAULT_PREFIX = 'fm';
 
 /** The two event lanes. */
 export type Lane = 'normal' | 'crisis';
-
-/**
- * Event types no user actor reads: they travel on the normal lane for another reader
- * (`customer_linked` feeds the ingress's customer lookup) and would cost a commit that changes nothing.
- */
-export const NOT_FOR_ACTORS: ReadonlySet<UserEventType> = new Set<UserEventType>(['customer_linked']);
-
-/** Every event type the user actors read (crisis types too: see {@link Subjects.all}'s `normalForActors`). */
-const ACTOR_EVENT_TYPES: readonly UserEventType[] = UserEvent.options.map((o) => o.shape.type.value).filter((t) => !NOT_FOR_ACTORS.has(t));
 
 /** The lane an event type travels on. */
 export function laneOf(type: UserEventType): Lane {
@@ -52,12 +43,6 @@ export interface Subjects {
   /** Wildcards for stream and consumer filters. */
   readonly all: {
     normal: string;
-    /**
-     * The normal-lane subjects the runtime's lane consumer reads: one per event type except
-     * {@link NOT_FOR_ACTORS}. Crisis types are among them: the bench sends crisis events down the
-     * normal lane to measure what the crisis lane buys.
-     */
-    normalForActors: string[];
     crisis: string;
     views: string;
     userViews(userId: string): string;
@@ -86,7 +71,6 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     control: (name) => `${prefix}.ctl.${name}`,
     all: {
       normal: `${prefix}.evt.>`,
-      normalForActors: ACTOR_EVENT_TYPES.map((type) => event('*', type, 'normal')),
       crisis: `${prefix}.crisis.>`,
       views: `${prefix}.view.>`,
       userViews: (userId) => `${prefix}.view.${userId}.*`,

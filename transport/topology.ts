@@ -111,8 +111,8 @@ export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name
 }
 
 /**
- * Consumer configurations of the two lanes. The normal lane's reads only what user actors act on
- * (`customer_linked` is the ingress's, see `NOT_FOR_ACTORS`).
+ * Consumer configurations of the two lanes. No filter: a message on a lane subject that is no
+ * event must reach the node to become a dead letter (a filter would leave it unread).
  */
 export function laneConsumerConfig(t: Topology, lane: Lane): Partial<ConsumerConfig> & { durable_name: string } {
   const o = t.options;
@@ -123,20 +123,11 @@ export function laneConsumerConfig(t: Topology, lane: Lane): Partial<ConsumerCon
     max_ack_pending: lane === 'crisis' ? o.crisisMaxAckPending : o.normalMaxAckPending,
     ack_wait: nanos(lane === 'crisis' ? o.crisisAckWaitMs : o.normalAckWaitMs),
     max_deliver: -1,
-    ...(lane === 'normal' ? { filter_subjects: t.subjects.all.normalForActors } : {}),
   };
 }
 
-/** What an existing consumer takes from its configuration on every start (nats-server 2.10 can update these). */
 function mutable(c: Partial<ConsumerConfig>): Partial<ConsumerConfig> {
-  return {
-    max_ack_pending: c.max_ack_pending,
-    ack_wait: c.ack_wait,
-    max_deliver: c.max_deliver,
-    // Exclusive with `filter_subjects`: a consumer made before its filter existed is updated to it.
-    filter_subject: undefined,
-    filter_subjects: c.filter_subjects,
-  };
+  return { max_ack_pending: c.max_ack_pending, ack_wait: c.ack_wait, max_deliver: c.max_deliver };
 }
 
 /**
