@@ -55,11 +55,15 @@ export class DeadlineScheduler {
     })();
   }
 
-  /** Records a user's new pending deadline (`null`: none). Durable when the promise resolves. */
-  async set(userId: string, deadline: Deadline | null): Promise<void> {
+  /**
+   * Records a user's new pending deadline (`null`: none), written through `kv`: a handle on the
+   * writer's own connection (the crisis lane's commits write over theirs). Durable when the
+   * promise resolves; a deadline already recorded is not written again.
+   */
+  async set(userId: string, deadline: Deadline | null, kv: KV = this.kv): Promise<void> {
     if (deadlinesEqual(this.pending.get(userId) ?? null, deadline)) return;
-    if (deadline) await this.kv.put(userId, JSON.stringify(deadline));
-    else await this.kv.delete(userId);
+    if (deadline) await kv.put(userId, JSON.stringify(deadline));
+    else await kv.delete(userId);
     this.track(userId, deadline);
   }
 

@@ -4,7 +4,8 @@
  * validates every message (bad ones become dead letters, the lane goes on), hands deliveries to
  * user actors crisis first, passivates idle users, raises durable deadlines, and drains on stop.
  */
-import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { UserEvent } from '../machines/events.ts';
 import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
@@ -22,7 +23,7 @@ import { RuntimeMetrics } from './metrics.ts';
 import { claimPartitions, partitionOf, resolveOwned } from './partitions.ts';
 import { Publisher } from './publisher.ts';
 import { retry } from './retry.ts';
-import { UserActor, type ActorHost } from './userActor.ts';
+import { UserActor, type ActorHost, type LaneOutput } from './userActor.ts';
 import { UserStore } from './userStore.ts';
 
 /** A running runtime node. */
@@ -32,10 +33,8 @@ export class RuntimeNode implements ActorHost {
   readonly topology: Topology;
   readonly metrics: RuntimeMetrics;
   readonly log: Logger;
-  store!: UserStore;
-  publisher!: Publisher;
-  crisisPublisher!: Publisher;
-  deadlines!: DeadlineScheduler;
+  private outputs!: Record<Lane, LaneOutput>;
+  private deadlines!: DeadlineScheduler;
 
   private nc!: NatsConnection;
   private crisisNc!: NatsConnection;
@@ -80,11 +79,17 @@ export class RuntimeNode implements ActorHost {
     this.replayedUpTo.normal = await rewindToAckFloor(jsm, topology, 'normal');
     this.replayedUpTo.crisis = await rewindToAckFloor(jsm, topology, 'crisis');
     await claimPartitions(partitions, config.nodeId, this.owned, Date.now());
-    this.store = new UserStore(users);
-    this.publisher = new Publisher(jetstream(this.nc), jsm, topology);
-    this.crisisPublisher = new Publisher(jetstream(this.crisisNc), jsm, topology);
-    this.deadlines = new DeadlineScheduler(deadlines, this.publisher, (u) => this.owns(u), this.log);
+    const publisher = new Publisher(jetstream(this.nc), jsm, topology);
+    this.deadlines = new DeadlineScheduler(deadlines, publisher, (u) => this.owns(u), this.log);
     await this.deadlines.start();
+    // The crisis lane's own handles, on its own connection, end to end.
+    const crisisKvm = new Kvm(this.crisisNc);
+    const [crisisUsers, crisisDeadlines] = await Promise.all([crisisKvm.open(topology.buckets.users), crisisKvm.open(topology.buckets.deadlines)]);
+    const crisisPublisher = new Publisher(jetstream(this.crisisNc), await jetstreamManager(this.crisisNc), topology);
+    this.outputs = {
+      normal: this.laneOutput(publisher, users, deadlines),
+      crisis: this.laneOutput(crisisPublisher, crisisUsers, crisisDeadlines),
+    };
     this.control = this.nc.subscribe(topology.subjects.control('metrics'), {
       callback: (_err, msg) => {
         // `gc` asks for a collection first (when run with --expose-gc): for heap measurements.
@@ -175,11 +180,20 @@ export class RuntimeNode implements ActorHost {
     this.log.warn({ subject, ...ids, reason, detail }, 'dead letter');
     const letter = deadLetter(this.topology.subjects, { reason, detail, subject, raw, receivedAt: Date.now() });
     try {
-      await retry('store dead letter', () => this.publisher.deadLetter(letter), this);
+      await retry('store dead letter', () => this.outputs.normal.publisher.deadLetter(letter), this);
     } catch (err) {
       if (this.signal.aborted) throw err;
       this.log.error({ subject, ...ids, reason, err: (err as Error).message }, 'dead letter not stored');
     }
+  }
+
+  /** @inheritdoc */
+  output(lane: Lane): LaneOutput {
+    return this.outputs[lane];
+  }
+
+  private laneOutput(publisher: Publisher, users: KV, deadlines: KV): LaneOutput {
+    return { publisher, store: new UserStore(users), setDeadline: (userId, deadline) => this.deadlines.set(userId, deadline, deadlines) };
   }
 
   /** @inheritdoc */

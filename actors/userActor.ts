@@ -1,37 +1,46 @@
 /**
  * A user actor: one user's statechart in memory, its two-lane mailbox (crisis first), and the
- * commit that makes its work durable. Events are applied one at a time; a commit publishes the new
- * view to every device (version +1, only when it changed), appends audit records, writes the record
- * fenced by its KV revision, updates the deadline index and only then acknowledges the messages.
- * A crash anywhere before the acknowledgement means redelivery, and redelivery is idempotent.
+ * commit that makes its work durable. Events are applied one at a time; a commit (planned by the
+ * pure `planCommit`) publishes the new view to every device (version +1, only when it changed),
+ * appends audit records, writes the record fenced by its KV revision and the deadline index, all at
+ * once, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
+ * redelivery, and redelivery is idempotent.
  */
-import { deadlinesEqual, pendingDeadline } from '../machines/deadlines.ts';
+import { pendingDeadline, type Deadline } from '../machines/deadlines.ts';
 import { coalesceDelay, compressView, isDowngrade } from '../machines/delivery.ts';
 import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';
 import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
 import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
-import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
+import { applyEvent, createUserState, fromPersisted, type UserState } from '../machines/userState.ts';
 import type { AuditRecord, DeviceView } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
-import { sameDeviceContent } from '../transport/viewWire.ts';
+import { deviceViewOf, planCommit, type Committed } from './commitPlan.ts';
 import type { RuntimeConfig } from './config.ts';
-import type { DeadlineScheduler } from './deadlineScheduler.ts';
 import type { Delivery } from './laneScheduler.ts';
 import { RuntimeMetrics } from './metrics.ts';
 import type { Publisher } from './publisher.ts';
 import { retry, type RetryHost } from './retry.ts';
-import { FencedError, type Outbox, type UserRecord, type UserStore } from './userStore.ts';
+import type { Outbox, UserRecord } from './userRecord.ts';
+import { FencedError, type UserStore } from './userStore.ts';
+
+/**
+ * One lane's output, on that lane's own connection: a crisis commit's reads and writes (views,
+ * audit, purges, the record, the deadline) never queue behind normal-lane output.
+ */
+export interface LaneOutput {
+  readonly publisher: Publisher;
+  readonly store: UserStore;
+  /** Writes the user's pending deadline to the durable index (`null`: none). */
+  setDeadline(userId: string, deadline: Deadline | null): Promise<void>;
+}
 
 /** What a user actor needs from its node (its `signal` ends the actor's retries when the node stops). */
 export interface ActorHost extends RetryHost {
   readonly machine: UserMachine;
   readonly config: RuntimeConfig;
-  readonly store: UserStore;
-  readonly publisher: Publisher;
-  /** Publishes on the crisis lane's own connection, so crisis views never queue behind normal output. */
-  readonly crisisPublisher: Publisher;
-  readonly deadlines: DeadlineScheduler;
+  /** The output handles of a lane. */
+  output(lane: Lane): LaneOutput;
   /** Stores a dead letter for a valid event the runtime cannot take; resolves once stored, rejects when the node stops. */
   deadLetterEvent(event: UserEvent, detail: string): Promise<void>;
   /** The delivery needs no more of the node's attention. */
@@ -40,13 +49,6 @@ export interface ActorHost extends RetryHost {
   evict(actor: UserActor): void;
   /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
   settled(actor: UserActor): void;
-}
-
-/** What the devices were last told (for a new user: its initial state, before any view went out). */
-interface Committed {
-  snapshot: UserSnapshot;
-  safety: SafetyContent;
-  devices: readonly string[];
 }
 
 const NO_SEQ: Record<Lane, number> = { normal: 0, crisis: 0 };
@@ -64,7 +66,8 @@ export class UserActor {
   private viewVersion = 0;
   private lastSeq: Record<Lane, number> = { ...NO_SEQ };
   private revision = 0;
-  private committed!: Committed;
+  /** What the devices were last told, without its view (derived once per commit, not kept). */
+  private committed!: Omit<Committed, 'view'>;
   /** The record loaded at activation, until the first commit: its outbox may be unpublished. */
   private unfinished: UserRecord | null = null;
   private readonly crisisQueue: Delivery[] = [];
@@ -109,16 +112,18 @@ export class UserActor {
         const d = this.crisisQueue.shift() ?? this.normalQueue.shift();
         if (d) {
           this.apply(d);
-          if (d.lane === 'crisis' || this.batch.length >= this.host.config.maxBatch) await this.commit();
+          if (d.lane === 'crisis' || this.batch.length >= this.host.config.maxBatch) await this.commit(this.views());
           continue;
         }
         if (this.batch.length === 0) break;
-        const delay = this.commitDue ? 0 : this.coalesceDelay();
-        if (delay === 0) {
-          await this.commit();
+        const views = this.views();
+        // A new user's first view goes at once: its devices have nothing yet.
+        const wait = this.commitDue || this.viewVersion === 0 ? 0 : coalesceDelay(views.committed.view, views.view, this.host.config.delivery);
+        if (wait === 0) {
+          await this.commit(views);
           continue;
         }
-        this.park(delay);
+        this.park(wait);
         break;
       }
     } catch (err) {
@@ -132,7 +137,9 @@ export class UserActor {
 
   private async activate(): Promise<void> {
     const started = performance.now();
-    const { record, revision } = await retry('load user record', () => this.host.store.load(this.userId), this.host, this.cancel.signal);
+    const first = this.crisisQueue[0] ?? this.normalQueue[0];
+    const output = this.host.output(first?.lane ?? 'normal');
+    const { record, revision } = await this.retry('load user record', () => output.store.load(this.userId));
     const { machine } = this.host;
     if (record) {
       this.state = fromPersisted(record.state, machine);
@@ -141,14 +148,14 @@ export class UserActor {
       this.lastSeq = record.lastSeq;
       this.unfinished = record.outbox ? record : null;
     } else {
-      const first = this.crisisQueue[0] ?? this.normalQueue[0];
       this.state = createUserState(this.userId, first?.event.at ?? Date.now(), machine);
     }
     this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     this.revision = revision;
     this.status = 'ready';
     // Re-arm the user's deadline; one that passed while the user was passive fires now.
-    await retry('set deadline', () => this.host.deadlines.set(this.userId, pendingDeadline(this.state.snapshot)), this.host, this.cancel.signal);
+    const deadline = pendingDeadline(this.state.snapshot);
+    await this.retry('set deadline', () => output.setDeadline(this.userId, deadline));
     this.host.metrics.activations++;
     RuntimeMetrics.record(this.host.metrics.activationLatency, performance.now() - started);
   }
@@ -197,11 +204,9 @@ export class UserActor {
     }
   }
 
-  private coalesceDelay(): number {
-    // A new user's first view goes at once: its devices have nothing yet.
-    if (this.viewVersion === 0) return 0;
-    const prev = deriveView(this.committed.snapshot);
-    return coalesceDelay(prev, deriveView(this.state.snapshot), this.host.config.delivery);
+  /** What the devices were told and what they would be told now: each view derived once per commit. */
+  private views(): { committed: Committed; view: UserView } {
+    return { committed: { ...this.committed, view: deriveView(this.committed.snapshot) }, view: deriveView(this.state.snapshot) };
   }
 
   /** Holds the batch for a coalescing window; a crisis or a full batch ends the wait early. */
@@ -215,78 +220,51 @@ export class UserActor {
     }, delay);
   }
 
-  private async commit(): Promise<void> {
+  private async commit({ committed, view }: { committed: Committed; view: UserView }): Promise<void> {
     clearTimeout(this.parked);
     this.parked = undefined;
     this.commitDue = false;
-    const { store, deadlines, metrics } = this.host;
-    const batch = this.batch;
-    const audits = this.audits;
-    const rejections = this.rejections;
+    const { metrics } = this.host;
     // Left in place until durable: if this commit throws, stop() returns them for redelivery.
-
-    const snapshot = this.state.snapshot;
-    const next = deriveView(snapshot);
-    const prev = deriveView(this.committed.snapshot);
-    const devices = snapshot.context.devices;
-    const known = this.committed.devices;
-    const crisis = next.crisis.active || batch.some((d) => d.lane === 'crisis');
-    const publisher = crisis ? this.host.crisisPublisher : this.host.publisher;
-    // A previous owner that crashed or was fenced between publishing views and saving the record
-    // left devices holding a version the record does not know. Never reuse it: a device holding it
-    // would skip different content under it as not newer. If the devices already show the current
-    // view, keep their version; otherwise send the current view to all of them above it. Only a
-    // batch holding a redelivery can follow such a crash, so only those pay for the check.
-    let reissue = false;
-    let adopted = false;
-    if (batch.some((d) => d.redelivered)) {
-      const checked = [...new Set([...known, ...devices])];
-      const stored = await retry('read last views', () => publisher.lastViews(this.userId, checked), this.host, this.cancel.signal);
-      const sent = Math.max(0, ...stored.map((v) => v?.version ?? 0));
-      // The loaded record's own output may not have landed either: finish it (views only if the
-      // devices do not hold them yet; audit records are deduplicated by id).
-      await this.resumeOutbox(publisher, sent < this.viewVersion);
-      if (sent > this.viewVersion) {
-        metrics.orphanedViews++;
-        this.viewVersion = sent;
-        adopted = devices.every((d) => {
-          const view = stored[checked.indexOf(d)];
-          return view?.version === sent && sameDeviceContent(view, this.deviceView(d, next));
-        });
-        reissue = !adopted;
-      }
-    }
-    const changed =
-      reissue || (!adopted && (this.viewVersion === 0 || this.safety !== this.committed.safety || JSON.stringify(prev) !== JSON.stringify(next)));
-    const removed = known.filter((d) => !devices.includes(d));
-    if (changed) this.viewVersion++;
-    const targets = changed ? devices : devices.filter((d) => !known.includes(d));
-    for (const a of audits) a.viewVersion = changed ? this.viewVersion : null;
-
-    const record: UserRecord = {
-      state: toPersisted(this.state),
+    const { batch, rejections } = this;
+    const crisis = batch.some((d) => d.lane === 'crisis') || inCrisis(this.state.snapshot);
+    const output = this.host.output(crisis ? 'crisis' : 'normal');
+    const plan = planCommit({
+      userId: this.userId,
+      committed,
+      state: this.state,
+      view,
       safety: this.safety,
       viewVersion: this.viewVersion,
-      lastSeq: { ...this.lastSeq },
-    };
-    const output: Outbox = { viewDevices: targets, audits, removed };
-    if (targets.length || audits.length || removed.length) record.outbox = output;
-    // The output and the record go out together (one round trip instead of two): the outbox in the
-    // record lets the next owner finish a commit that died between the two (see `resumeOutbox`).
+      lastSeq: this.lastSeq,
+      audits: this.audits,
+      // Only a batch holding a redelivery can follow a crash or a fence: only those pay for the read.
+      stored: batch.some((d) => d.redelivered) ? await this.storedViews(output.publisher, committed.devices) : null,
+      unfinished: this.unfinished,
+      crisisLines: this.host.config.crisisLines,
+    });
+    if (plan.orphaned) metrics.orphanedViews++;
+    // What a previous owner published with the loaded record goes first: a stream keeps each
+    // device's last view, which must not end up older than this commit's.
+    const loaded = this.unfinished;
+    if (plan.resume && loaded) {
+      const before = deriveView(fromPersisted(loaded.state, this.host.machine).snapshot);
+      await this.retry('publish output', () => this.publish(output.publisher, plan.resume!, loaded.viewVersion, before, loaded.safety));
+    }
+    // The output, the record and the deadline go out together (one round trip): the outbox in the
+    // record lets the next owner finish a commit that died in between, and the deadline index is
+    // idempotent (a deadline event is checked against the state when it is applied).
     const [, revision] = await Promise.all([
-      retry('publish output', () => this.publish(publisher, output, next, this.viewVersion, this.safety), this.host, this.cancel.signal),
-      retry('save user record', () => store.save(this.userId, record, this.revision), this.host, this.cancel.signal),
+      this.retry('publish output', () => this.publish(output.publisher, plan.outbox, plan.version, view, this.safety)),
+      this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision)),
+      plan.deadline !== undefined && this.retry('set deadline', () => output.setDeadline(this.userId, plan.deadline!)),
     ]);
     this.revision = revision;
+    this.viewVersion = plan.version;
     this.unfinished = null;
-    metrics.viewsPublished += targets.length;
-    this.observeLatency(batch, prev, next);
-
-    const deadline = pendingDeadline(snapshot);
-    if (!deadlinesEqual(pendingDeadline(this.committed.snapshot), deadline)) {
-      await retry('set deadline', () => deadlines.set(this.userId, deadline), this.host, this.cancel.signal);
-    }
-    this.committed = { snapshot, safety: this.safety, devices: [...devices] };
+    metrics.viewsPublished += plan.outbox.viewDevices.length;
+    this.observeLatency(batch, committed.view, view);
+    this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     await Promise.all(rejections);
     this.batch = [];
     this.audits = [];
@@ -298,9 +276,17 @@ export class UserActor {
     metrics.commits++;
   }
 
-  /** Publishes a commit's output: the view to `viewDevices`, audit records, purges. */
-  private async publish(publisher: Publisher, out: Outbox, view: UserView, version: number, safety: SafetyContent): Promise<void> {
-    const views = out.viewDevices.map((deviceId) => this.deviceView(deviceId, view, version, safety));
+  /** The view each device (known before or now) last stored, for {@link planCommit}. */
+  private async storedViews(publisher: Publisher, known: readonly string[]): Promise<Map<string, DeviceView | null>> {
+    const devices = [...new Set([...known, ...this.state.snapshot.context.devices])];
+    const views = await this.retry('read last views', () => publisher.lastViews(this.userId, devices));
+    return new Map(devices.map((d, i) => [d, views[i] ?? null]));
+  }
+
+  /** Publishes a commit's output: the view to `viewDevices` at `version`, audit records, purges. */
+  private async publish(publisher: Publisher, out: Outbox, version: number, view: UserView, safety: SafetyContent): Promise<void> {
+    const issuedAt = Date.now();
+    const views = out.viewDevices.map((d) => deviceViewOf(this.userId, d, version, view, safety, this.host.config.crisisLines, issuedAt));
     await Promise.all([
       publisher.views(views, compressView(view, this.host.config.delivery)),
       publisher.purgeViews(this.userId, out.removed),
@@ -308,29 +294,9 @@ export class UserActor {
     ]);
   }
 
-  /**
-   * Publishes again what the commit that saved the loaded record published: the node that saved it
-   * may have died before its output was stored. Idempotent (same view version, audit ids deduped).
-   */
-  private async resumeOutbox(publisher: Publisher, withViews: boolean): Promise<void> {
-    const record = this.unfinished;
-    if (!record?.outbox) return;
-    this.unfinished = null;
-    const out = withViews ? record.outbox : { ...record.outbox, viewDevices: [] };
-    const view = deriveView(fromPersisted(record.state, this.host.machine).snapshot);
-    await retry('publish output', () => this.publish(publisher, out, view, record.viewVersion, record.safety), this.host, this.cancel.signal);
-  }
-
-  private deviceView(deviceId: string, view: UserView, version = this.viewVersion, safety = this.safety): DeviceView {
-    return {
-      userId: this.userId,
-      deviceId,
-      version,
-      issuedAt: Date.now(),
-      ...view,
-      crisisLines: this.host.config.crisisLines,
-      safety,
-    };
+  /** {@link retry} for this actor: its stop cancels it. */
+  private retry<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    return retry(op, fn, this.host, this.cancel.signal);
   }
 
   /** Times crisis and therapeutic-access changes against the seed's budgets; alerts on overruns. */
@@ -353,7 +319,8 @@ export class UserActor {
 
   private checkBudget(kind: 'crisis_latency' | 'therapeutic_latency', d: Delivery, latencyMs: number, budgetMs: number): void {
     if (latencyMs <= budgetMs) return;
-    const { metrics, log, publisher } = this.host;
+    const { metrics, log } = this.host;
+    const { publisher } = this.host.output('normal');
     metrics.alerts++;
     log.warn({ userId: this.userId, eventId: d.event.id, kind, latencyMs, budgetMs }, 'seed budget exceeded');
     publisher

@@ -4,13 +4,20 @@ import type { EventOf, UserEventType } from '../../machines/events.ts';
 
 type Own<T extends UserEventType> = Omit<EventOf<T>, 'type' | 'id' | 'userId' | 'at'> & Partial<Pick<EventOf<T>, 'id' | 'at'>>;
 
-/** An event of `type` for `userId`, now, with a fresh id unless `fields` give them. */
+let last = 0;
+
+/**
+ * An event of `type` for `userId`, now, with a fresh id unless `fields` give them. Times strictly
+ * increase, as two facts a producer publishes one after the other have: payment facts are ordered
+ * by time (`machines/billing.ts`), and two in the same millisecond would fall to the same-second rule.
+ */
 export function event<T extends UserEventType>(
   userId: string,
   type: T,
   ...[fields]: {} extends Own<T> ? [fields?: Own<T>] : [fields: Own<T>]
 ): EventOf<T> {
-  return { id: `${type}-${randomUUID()}`, at: Date.now(), ...fields, userId, type } as unknown as EventOf<T>;
+  last = Math.max(Date.now(), last + 1);
+  return { id: `${type}-${randomUUID()}`, at: last, ...fields, userId, type } as unknown as EventOf<T>;
 }
 
 /** Registration events for `devices` of a user. */
