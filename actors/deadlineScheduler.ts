@@ -7,6 +7,7 @@
 import type { KV } from '@nats-io/kv';
 import TinyQueue from 'tinyqueue';
 import { deadlineEvent, deadlinesEqual, type Deadline } from '../machines/deadlines.ts';
+import { isTransient } from '../transport/errors.ts';
 import type { Logger } from './logger.ts';
 import type { Publisher } from './publisher.ts';
 
@@ -107,7 +108,11 @@ export class DeadlineScheduler {
         try {
           await this.publisher.deadlineEvent(deadlineEvent(userId, deadline));
         } catch (err) {
-          this.log.warn({ userId, type: deadline.type, err: (err as Error).message }, 'deadline publish failed; retrying');
+          const fields = { userId, type: deadline.type, err: (err as Error).message };
+          // A terminal failure would fail alike every second: the deadline stays in the index and
+          // is raised again when a node next loads it (a restart, or the user's next activation).
+          if (!isTransient(err)) return this.log.error(fields, 'deadline not raised');
+          this.log.warn(fields, 'deadline publish failed; retrying');
           this.queue.push({ fireAt: Date.now() + RETRY_MS, userId, deadlineAt: deadline.at });
         }
       }),

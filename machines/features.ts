@@ -9,13 +9,8 @@ export const CRISIS_FEATURES = ['crisis_button', 'hotline_access', 'safety_plan'
 /** Therapeutic baseline: on in every state, so no payment event cuts a user off from care. */
 export const BASELINE_FEATURES = ['basic_check_in', 'phq9_assessment', 'gad7_assessment', 'breathing_exercises'] as const;
 
-/** Every feature a device can be told about, in a stable order. */
-export const ALL_FEATURES = [
-  ...CRISIS_FEATURES,
-  ...BASELINE_FEATURES,
-  'trial_features',
-  'mood_tracking',
-  'progress_charts',
+/** What premium adds (the seed's tier table). */
+const PREMIUM_FEATURES = [
   'advanced_analytics',
   'custom_exercises',
   'priority_support',
@@ -23,6 +18,9 @@ export const ALL_FEATURES = [
   'cross_device_sync',
   'advanced_crisis_features',
 ] as const;
+
+/** Every feature a device can be told about, in a stable order. */
+export const ALL_FEATURES = [...CRISIS_FEATURES, ...BASELINE_FEATURES, 'trial_features', 'mood_tracking', 'progress_charts', ...PREMIUM_FEATURES] as const;
 
 /** A feature flag name. */
 export type Feature = (typeof ALL_FEATURES)[number];
@@ -45,14 +43,7 @@ const ALWAYS: readonly Feature[] = [...CRISIS_FEATURES, ...BASELINE_FEATURES];
 export const STATE_FEATURES: Readonly<Record<SubscriptionState, readonly Feature[]>> = {
   trial: ['trial_features'],
   basic: ['mood_tracking', 'progress_charts'],
-  premium: [
-    'advanced_analytics',
-    'custom_exercises',
-    'priority_support',
-    'real_time_sync',
-    'cross_device_sync',
-    'advanced_crisis_features',
-  ],
+  premium: PREMIUM_FEATURES,
   grace_period: ['mood_tracking'],
   lapsed: [],
 };

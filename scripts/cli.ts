@@ -22,6 +22,8 @@ import { parseSecrets } from '../ingress/stripeWebhook.ts';
 import { deriveView } from '../machines/deviceView.ts';
 import { UserEvent } from '../machines/events.ts';
 import { fromPersisted } from '../machines/userState.ts';
+import { deploymentFromEnv } from '../actors/config.ts';
+import { DEFAULT_INGRESS_OPTIONS } from '../ingress/server.ts';
 import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
@@ -31,7 +33,8 @@ import { lastViews } from '../transport/viewStore.ts';
 const USAGE = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(3, 10).map((l) => l.replace(/^ \* ?/, '')).join('\n');
 
 const [command, ...rest] = process.argv.slice(2);
-const topology = createTopology(process.env.FM_PREFIX ? { prefix: process.env.FM_PREFIX } : {});
+const deployment = deploymentFromEnv();
+const topology = createTopology(deployment.topology);
 
 /** The command's own options and its words (`strict`: an option it does not know is an error). */
 function args<O extends ParseArgsOptionsConfig>(options: O) {
@@ -47,7 +50,7 @@ function fieldValue(text: string): unknown {
 }
 
 async function withNats<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connectNats({ name: 'fullmind-cli', maxReconnectAttempts: 3 });
+  const nc = await connectNats({ servers: deployment.natsUrl, name: 'fullmind-cli', maxReconnectAttempts: 3 });
   try {
     return await fn(nc);
   } finally {
@@ -142,7 +145,7 @@ async function webhook(): Promise<number> {
   const secret = values.secret ?? parseSecrets(process.env.STRIPE_WEBHOOK_SECRET)[0];
   if (!secret) throw new Error('give --secret or set STRIPE_WEBHOOK_SECRET');
   const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret });
-  const url = values.url ?? `http://127.0.0.1:${process.env.PORT ?? 8080}/webhooks/stripe`;
+  const url = values.url ?? `http://127.0.0.1:${process.env.PORT ?? DEFAULT_INGRESS_OPTIONS.port}/webhooks/stripe`;
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, body });
   console.log(res.status, await res.text());
   return res.ok ? 0 : 1;

@@ -6,10 +6,10 @@
  * node runs under a process title.
  */
 import { readFileSync } from 'node:fs';
-import { decode as unpack, encode as pack } from '@msgpack/msgpack';
+import { encode as pack } from '@msgpack/msgpack';
 import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
-import type { UserRecord } from '../../actors/userStore.ts';
+import { decodeUserRecord, encodeUserRecord } from '../../actors/userRecord.ts';
 import { UserEvent } from '../../machines/events.ts';
 import { encode } from '../../transport/codec.ts';
 import { DEAD_LETTER_RAW_BYTES } from '../../transport/schemas.ts';
@@ -97,8 +97,8 @@ describe('a fenced actor cancels its retries', () => {
     await jsm.streams.update(views.name, { ...views, subjects: [`${topology.options.prefix}.view.nobody.>`] });
     // Another owner writes the record: its own view went out as the next version.
     const users = await new Kvm(client.nc).open(topology.buckets.users);
-    const stored = unpack((await users.get(user))!.value) as UserRecord;
-    await users.put(user, pack({ ...stored, viewVersion: stored.viewVersion + 1 }));
+    const stored = decodeUserRecord((await users.get(user))!.value);
+    await users.put(user, encodeUserRecord({ ...stored, viewVersion: stored.viewVersion + 1 }));
     await client.publish(event(user, 'plan_changed', { subscriptionId: 's', tier: 'basic' }));
 
     // This node's actor is fenced on save while its view publish retries: stopping cancels it.

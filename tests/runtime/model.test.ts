@@ -35,12 +35,11 @@
  * event is applied, and the runtime's counters must agree (no stale event).
  */
 import { isDeepStrictEqual } from 'node:util';
-import { decode as unpack } from '@msgpack/msgpack';
 import { Kvm } from '@nats-io/kv';
 import { initialTransition, transition } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { describe, expect, it } from 'vitest';
-import type { UserRecord } from '../../actors/userStore.ts';
+import { decodeUserRecord, type UserRecord } from '../../actors/userRecord.ts';
 import { deriveView, type UserView } from '../../machines/deviceView.ts';
 import type { UserEvent } from '../../machines/events.ts';
 import { userMachine, type MachineEvent, type UserSnapshot } from '../../machines/userMachine.ts';
@@ -247,7 +246,7 @@ describe('the live system follows the model', () => {
     const watcher = await kv.watch();
     void (async () => {
       for await (const entry of watcher) {
-        if (entry.operation === 'PUT') records.set(entry.key, unpack(entry.value) as UserRecord);
+        if (entry.operation === 'PUT') records.set(entry.key, decodeUserRecord(entry.value));
       }
     })();
 
