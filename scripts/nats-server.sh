@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Prints the path of a nats-server binary of version 2.10 or newer.
-# Looks on PATH, then in the project cache (.cache/nats-server); otherwise downloads
-# Debian 13's nats-server package with apt's own machinery (using the mirror from this
-# machine's apt sources, nothing written to the system) and unpacks the binary into the cache.
+# Prints the path of a nats-server binary of version 2.12 or newer (DESIGN.md section 7: pinned
+# priority groups, message schedules, per-message TTL).
+# Looks on PATH, then in the project cache (.cache/nats-server); otherwise downloads the
+# nats-server package of Debian testing (forky, 2.15) with apt's own machinery (using the mirror
+# from this machine's apt sources, nothing written to the system) and unpacks the binary into the
+# cache, replacing an older one there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache/nats-server"
-MIN_MINOR=10
+MIN_MINOR=12
+SUITE=forky
 
 version_ok() { # $1 = binary; true when it reports 2.MIN_MINOR or newer
   local v
@@ -23,19 +26,19 @@ for candidate in "$(command -v nats-server || true)" "$CACHE/nats-server"; do
   fi
 done
 
-echo "nats-server >= 2.$MIN_MINOR not found; fetching Debian 13's package into $CACHE" >&2
+echo "nats-server >= 2.$MIN_MINOR not found; fetching Debian $SUITE's package into $CACHE" >&2
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/parts" "$TMP/lists/partial" "$TMP/cache/archives/partial" "$CACHE"
 
-# The machine's own main Debian source (deb822 or one-line format), re-pointed at trixie.
+# The machine's own main Debian source (deb822 or one-line format), re-pointed at $SUITE.
 SRC="$(ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)"
 if [ -n "$SRC" ]; then
   awk 'BEGIN{RS="";ORS="\n\n"} !/security/ && /Types:.*deb/ {print; exit}' "$SRC" \
-    | sed -E 's/^Suites:.*/Suites: trixie/' > "$TMP/parts/trixie.sources"
+    | sed -E "s/^Suites:.*/Suites: $SUITE/" > "$TMP/parts/$SUITE.sources"
 else
   grep -E '^deb ' /etc/apt/sources.list | grep -v security | head -1 \
-    | awk '{print $1, $2, "trixie", "main"}' > "$TMP/parts/trixie.list"
+    | awk -v suite="$SUITE" '{print $1, $2, suite, "main"}' > "$TMP/parts/$SUITE.list"
 fi
 
 APT_OPTS=(-o Dir::Etc::sourcelist=/dev/null -o "Dir::Etc::sourceparts=$TMP/parts"

@@ -19,7 +19,7 @@ const LOG_LIMIT = 16_384;
 
 let binary: Promise<string> | undefined;
 
-/** Path of nats-server >= 2.10; the script may download it, so it runs once per process. */
+/** Path of nats-server >= 2.12; the script may download it, so it runs once per process. */
 export function natsServerBinary(): Promise<string> {
   binary ??= promisify(execFile)('bash', [join(ROOT, 'scripts/nats-server.sh')], { cwd: ROOT }).then(({ stdout }) =>
     stdout.trim(),

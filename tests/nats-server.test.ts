@@ -7,11 +7,11 @@ import { useNatsServer } from "./support/nats-server.ts";
 
 const server = useNatsServer();
 
-test("serves JetStream from nats.conf, with msgID dedup, on nats-server >= 2.10", async () => {
+test("serves JetStream from nats.conf, with msgID dedup, on nats-server >= 2.12", async () => {
   const nc = await connect({ servers: server().url });
   try {
     const [major = 0, minor = 0] = (nc.info?.version ?? "").split(".").map(Number);
-    expect(major > 2 || (major === 2 && minor >= 10), `version ${nc.info?.version}`).toBe(true);
+    expect(major > 2 || (major === 2 && minor >= 12), `version ${nc.info?.version}`).toBe(true);
 
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: "DEDUP", subjects: ["dedup.>"] });

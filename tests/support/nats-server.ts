@@ -2,7 +2,7 @@
  * Starts a private nats-server from the project's nats.conf for integration tests.
  *
  * Each server gets free ports and a temp working dir. nats.conf's store_dir is relative, so it
- * resolves inside that dir: `-sd` cannot override it (nats-server 2.10 rejects a store_dir
+ * resolves inside that dir: `-sd` cannot override it (nats-server 2.10 to 2.15 reject a store_dir
  * set both by flag and by config as a duplicate), and a rewritten copy of the config would
  * break any relative include in it.
  */
