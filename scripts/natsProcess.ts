@@ -1,8 +1,10 @@
 /**
  * Runs nats-server from the project's nats.conf as a child process: finds the binary
  * (scripts/nats-server.sh, which may fetch it), starts it, and waits until clients can connect
- * and JetStream is healthy. Used by `npm start`, the demo, the bench and the test harness.
+ * and JetStream is healthy. Used by `npm start`, the demo, the bench and the test harness; and a
+ * cluster of them on loopback (`npm run cluster`, the cluster tests).
  */
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
@@ -36,6 +38,12 @@ export interface NatsProcessOptions {
   httpPort?: number;
   /** Extra flags, e.g. `['-DV']`. */
   args?: readonly string[];
+  /**
+   * Run in a process group of its own, so that a terminal's Ctrl-C reaches only the parent, which
+   * stops the server after the processes that use it.
+   * @default false
+   */
+  detached?: boolean;
 }
 
 /** A running nats-server child. */
@@ -55,7 +63,7 @@ export async function startNatsProcess(options: NatsProcessOptions): Promise<Nat
   const port = options.port ?? DEFAULT_PORT;
   const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT;
   const args = ['-c', NATS_CONF, '-p', String(port), '-m', String(httpPort), ...(options.args ?? [])];
-  const child = spawn(await natsServerBinary(), args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(await natsServerBinary(), args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
   let log = '';
   const keep = (chunk: Buffer) => {
     log = (log + chunk.toString()).slice(-LOG_LIMIT);
@@ -103,4 +111,98 @@ async function healthy(httpPort: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** One server of a {@link startNatsCluster} cluster. */
+export interface ClusterServerOptions {
+  /** Its `server_name`, unique in the cluster: JetStream names Raft peers and leaders by it. */
+  name: string;
+  /** Working directory, one per server: nats.conf's relative store_dir puts its store in it. */
+  cwd: string;
+  /** Client, monitoring and route (cluster) ports. */
+  port: number;
+  httpPort: number;
+  routePort: number;
+}
+
+/** Options of {@link startNatsCluster}. */
+export interface NatsClusterOptions {
+  /**
+   * The cluster's name.
+   * @default 'fullmind-sync'
+   */
+  name?: string;
+  /** The servers, each routed to all the others. */
+  servers: readonly ClusterServerOptions[];
+  /** See {@link NatsProcessOptions.detached}. @default false */
+  detached?: boolean;
+}
+
+/** A running cluster of nats-servers. */
+export interface NatsCluster {
+  /** Client URLs, one per server, in the order given. */
+  readonly urls: readonly string[];
+  /** The servers, in the order given. */
+  readonly servers: readonly ClusterServerOptions[];
+  /** kill -9 of one server; resolves once it has exited. Its store stays. */
+  kill(name: string): Promise<void>;
+  /** Starts a killed server again from its store; resolves once it is healthy (caught up). */
+  restart(name: string): Promise<void>;
+  /** Stops every server (SIGTERM, then SIGKILL after 10 s). */
+  terminate(): Promise<void>;
+}
+
+/**
+ * Starts a cluster on loopback: each server from nats.conf, with its `server_name` and the
+ * cluster's routes given as flags (they override nats.conf's server_name; nothing else changes).
+ * The servers start together: a clustered server reports healthy only once JetStream has a quorum.
+ */
+export async function startNatsCluster(options: NatsClusterOptions): Promise<NatsCluster> {
+  const clusterName = options.name ?? 'fullmind-sync';
+  const routes = options.servers.map((s) => `nats://127.0.0.1:${s.routePort}`).join(',');
+  const byName = new Map(options.servers.map((s) => [s.name, s]));
+  const launch = (s: ClusterServerOptions) =>
+    startNatsProcess({
+      cwd: s.cwd,
+      port: s.port,
+      httpPort: s.httpPort,
+      detached: options.detached,
+      args: ['--server_name', s.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${s.routePort}`, '--routes', routes],
+    });
+  const started = await Promise.allSettled(options.servers.map(launch));
+  const running = new Map<string, NatsProcess>();
+  started.forEach((r, i) => r.status === 'fulfilled' && running.set(options.servers[i]!.name, r.value));
+  const failed = started.find((r) => r.status === 'rejected');
+  const terminate = async () => {
+    await Promise.all([...running.values()].map((p) => p.terminate()));
+  };
+  if (failed) {
+    await terminate();
+    throw failed.reason;
+  }
+  const member = (name: string) => {
+    const server = byName.get(name);
+    if (!server) throw new Error(`no server ${name} in the cluster`);
+    return server;
+  };
+  return {
+    urls: options.servers.map((s) => `nats://127.0.0.1:${s.port}`),
+    servers: options.servers,
+    async kill(name) {
+      member(name);
+      const p = running.get(name);
+      if (!p) return;
+      p.child.kill('SIGKILL');
+      await p.exited;
+    },
+    async restart(name) {
+      running.set(name, await launch(member(name)));
+    },
+    terminate,
+  };
+}
+
+/** The `server_name` of the server leading a stream's Raft group; undefined while it has none. */
+export async function streamLeader(jsm: JetStreamManager, stream: string): Promise<string | undefined> {
+  return (await jsm.streams.info(stream)).cluster?.leader || undefined;
 }

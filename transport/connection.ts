@@ -10,7 +10,7 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 /** Options of {@link connectNats}. */
 export interface ConnectOptions {
   /**
-   * Server URL(s).
+   * Server URL(s): a list, or a comma-separated string such as `NATS_URL` holds for a cluster.
    * @default natsUrlFromEnv(), `NATS_URL` or {@link DEFAULT_NATS_URL}
    */
   servers?: string | string[];
@@ -44,8 +44,10 @@ export function natsUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
 /** Opens a connection that reconnects forever and waits for the server at start. */
 export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
   const o = { ...DEFAULT_CONNECT_OPTIONS, ...options };
+  const servers = o.servers ?? natsUrlFromEnv();
   return connect({
-    servers: o.servers ?? natsUrlFromEnv(),
+    // nats.js reads a string as one server, so a comma-separated list would reach only one of them.
+    servers: typeof servers === 'string' ? servers.split(',') : servers,
     name: o.name,
     maxReconnectAttempts: o.maxReconnectAttempts,
     reconnectTimeWait: o.reconnectTimeWaitMs,

@@ -38,7 +38,7 @@ export interface NatsServer {
 }
 
 /** A port that was free a moment ago; the OS picks it. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

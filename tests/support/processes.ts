@@ -83,7 +83,8 @@ class Child {
 export class RuntimeProcess extends Child {
   /**
    * Starts a runtime node against `natsUrl` and waits until it is consuming: `actors/main.ts`, or
-   * `scripts/start.ts` (`npm start`: the node and the HTTP ingress, then ready once it listens).
+   * `scripts/start.ts` (`npm start`: the node and the HTTP ingress, then ready once it listens;
+   * the ingress alone with `FM_RUNTIME=off`).
    */
   static async start(
     natsUrl: string,
@@ -91,7 +92,7 @@ export class RuntimeProcess extends Child {
     script: 'actors/main.ts' | 'scripts/start.ts' = 'actors/main.ts',
   ): Promise<RuntimeProcess> {
     const p = new RuntimeProcess(script, [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
-    await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
+    if (env.FM_RUNTIME !== 'off') await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
     if (script === 'scripts/start.ts') await p.waitForLine((l) => l.includes('ingress listening'), 'ingress listening');
     return p;
   }
