@@ -24,6 +24,16 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
+/** How a node takes and hands over partitions. */
+export interface OwnershipPolicy {
+  /** How often the node compares the partitions it holds with the assignment. @default 250 */
+  tickMs: number;
+  /** How often the node renews its membership (well under the topology's `memberTtlMs`). @default 300 */
+  heartbeatMs: number;
+  /** Partitions handed over per tick when another node should own them: a joining node takes its share gradually. @default 4 */
+  releasePerTick: number;
+}
+
 /** Everything a runtime node is configured with. */
 export interface RuntimeConfig {
   /**
@@ -42,16 +52,8 @@ export interface RuntimeConfig {
    * @default DEFAULT_TOPOLOGY_OPTIONS (transport/topology.ts)
    */
   topology: TopologyOptions;
-  /**
-   * Number of partitions users are hashed into. Fixed for the life of a deployment (`FM_PARTITIONS`).
-   * @default 64
-   */
-  partitions: number;
-  /**
-   * Partitions this node owns; `all` for a single-node deployment.
-   * @default 'all'
-   */
-  ownedPartitions: number[] | 'all';
+  /** How the node agrees with the others on who owns which partition (see `partitions.ts`). */
+  ownership: OwnershipPolicy;
   /**
    * Durations of the user statechart: trial, grace, crisis hold (`FM_TRIAL_MS`, `FM_GRACE_MS`,
    * `FM_GRACE_AFTER_CRISIS_MS`).
@@ -85,10 +87,16 @@ export interface RuntimeConfig {
    */
   normalConcurrency: number;
   /**
-   * Messages each lane's consumer buffers ahead of the node.
-   * @default { normal: 512, crisis: 64 }
+   * Messages each partition's lane consumer buffers ahead of the node.
+   * @default { normal: 64, crisis: 16 }
    */
   pullBatch: Record<Lane, number>;
+  /**
+   * How long each pull of a partition consumer waits before the next: well under the topology's
+   * `pinTimeoutMs`, since the server unpins a holder that has not pulled for that long.
+   * @default 1000
+   */
+  pullExpiresMs: number;
   /**
    * Normal-lane messages handed out between two yields to the event loop: a buffered batch is
    * otherwise handed out in one turn, and the crisis connection's socket is not read until it ends.
@@ -132,15 +140,15 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   nodeId: 'node-1',
   natsUrl: DEFAULT_NATS_URL,
   topology: DEFAULT_TOPOLOGY_OPTIONS,
-  partitions: 64,
-  ownedPartitions: 'all',
+  ownership: { tickMs: 250, heartbeatMs: 300, releasePerTick: 4 },
   policy: DEFAULT_POLICY,
   delivery: DEFAULT_DELIVERY,
   idleMs: 60_000,
   maxResident: 200_000,
   sweepMs: 1_000,
   normalConcurrency: 32,
-  pullBatch: { normal: 512, crisis: 64 },
+  pullBatch: { normal: 64, crisis: 16 },
+  pullExpiresMs: 1_000,
   normalYieldEvery: 32,
   maxBatch: 64,
   retry: { firstDelayMs: 50, maxDelayMs: 2_000 },
@@ -161,18 +169,29 @@ export interface Deployment {
   topology: TopologyOptions;
 }
 
-/** The deployment from `NATS_URL` and `FM_PREFIX` over the defaults: the one place `FM_PREFIX` is read. */
-export function deploymentFromEnv(env: NodeJS.ProcessEnv = process.env): Deployment {
-  const d = DEFAULT_RUNTIME_CONFIG;
-  return { natsUrl: natsUrlFromEnv(env), topology: { ...d.topology, prefix: env.FM_PREFIX || d.topology.prefix } };
-}
-
 const int = (value: string | undefined): number | undefined => {
   if (value === undefined || value === '') return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got "${value}"`);
   return n;
 };
+
+/**
+ * The deployment from `NATS_URL`, `FM_PREFIX`, `FM_PARTITIONS` and `FM_REPLICAS` over the
+ * defaults: the one place these are read, so every process (nodes, ingress, devices, CLI) agrees.
+ */
+export function deploymentFromEnv(env: NodeJS.ProcessEnv = process.env): Deployment {
+  const t = DEFAULT_RUNTIME_CONFIG.topology;
+  return {
+    natsUrl: natsUrlFromEnv(env),
+    topology: {
+      ...t,
+      prefix: env.FM_PREFIX || t.prefix,
+      partitions: int(env.FM_PARTITIONS) || t.partitions,
+      replicas: int(env.FM_REPLICAS) || t.replicas,
+    },
+  };
+}
 
 /** Configuration from environment variables over the defaults. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
@@ -181,7 +200,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     ...d,
     ...deploymentFromEnv(env),
     nodeId: env.FM_NODE_ID || d.nodeId,
-    partitions: int(env.FM_PARTITIONS) ?? d.partitions,
     policy: {
       ...d.policy,
       trialMs: int(env.FM_TRIAL_MS) ?? d.policy.trialMs,

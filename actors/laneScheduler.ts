@@ -64,6 +64,16 @@ export class LaneScheduler {
     this.pump();
   }
 
+  /** Takes the waiting normal deliveries `which` selects out of the backlog (their partition is handed over). */
+  drop(which: (d: Delivery) => boolean): Delivery[] {
+    const waiting = this.backlog.slice(this.backlogHead);
+    const dropped = waiting.filter(which);
+    this.backlog.length = 0;
+    this.backlogHead = 0;
+    for (const d of waiting) if (!which(d)) this.backlog.push(d);
+    return dropped;
+  }
+
   /** Hands out waiting normal deliveries again after something `admit` depends on changed. */
   resume(): void {
     this.pump();

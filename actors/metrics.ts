@@ -47,12 +47,15 @@ const COUNTERS = {
   fenced: ['fm_fenced_commits_total', 'Record writes refused because another owner wrote first'],
   orphanedViews: ['fm_orphaned_views_total', 'Users whose devices held views a crashed or fenced owner never recorded'],
   alerts: ['fm_alerts_total', 'Seed budget overruns raised as alerts'],
+  partitionsTaken: ['fm_partitions_taken_total', 'Partitions this node took over'],
+  partitionsHandedOver: ['fm_partitions_handed_over_total', 'Partitions this node handed to another'],
 } as const;
 
 /** Gauges of the snapshot, and the Prometheus gauge each one is exposed as. */
 const GAUGES = {
   residents: ['fm_residents', 'Users in memory now'],
   residentsPeak: ['fm_residents_peak', 'Most users in memory at once since the node started'],
+  partitionsHeld: ['fm_partitions_held', 'Partitions this node holds now'],
 } as const;
 
 type Counts = Record<keyof typeof COUNTERS | keyof typeof GAUGES, number>;
@@ -73,8 +76,11 @@ export class RuntimeMetrics implements Counts {
   fenced = 0;
   orphanedViews = 0;
   alerts = 0;
+  partitionsTaken = 0;
+  partitionsHandedOver = 0;
   residents = 0;
   residentsPeak = 0;
+  partitionsHeld = 0;
 
   /** The Prometheus view of these metrics, every series labelled `node`. */
   readonly registry = new Registry();
@@ -145,8 +151,11 @@ export class RuntimeMetrics implements Counts {
       fenced: this.fenced,
       orphanedViews: this.orphanedViews,
       alerts: this.alerts,
+      partitionsTaken: this.partitionsTaken,
+      partitionsHandedOver: this.partitionsHandedOver,
       residents: this.residents,
       residentsPeak: this.residentsPeak,
+      partitionsHeld: this.partitionsHeld,
       eventLatencyMs: summary(this.eventLatency),
       crisisLatencyMs: summary(this.crisisLatency),
       therapeuticLatencyMs: summary(this.therapeuticLatency),
@@ -156,4 +165,4 @@ export class RuntimeMetrics implements Counts {
 }
 
 /** Plain-data form of the metrics, as a node answers `fm.ctl.metrics` (with its memory use). */
-export type MetricsSnapshot = ReturnType<RuntimeMetrics['snapshot']> & { nodeId: string; heapUsed: number; rss: number };
+export type MetricsSnapshot = ReturnType<RuntimeMetrics['snapshot']> & { nodeId: string; partitions: number[]; heapUsed: number; rss: number };

@@ -1,52 +1,57 @@
 /**
  * A runtime node: connects to NATS (a connection for the normal lane and output, its own for the
- * crisis lane), provisions the topology, owns its partitions, consumes both lanes, decodes and
- * validates every message (bad ones become dead letters, the lane goes on), hands deliveries to
- * user actors crisis first, passivates idle users, raises durable deadlines, and drains on stop.
+ * crisis lane), provisions the topology, joins the members, takes and hands over partitions (the
+ * server pins each partition's consumers to one client; the nodes agree on who asks, see
+ * `partitions.ts`), consumes both lanes of the partitions it holds, decodes and validates every
+ * message (bad ones become dead letters, the lane goes on), hands deliveries to user actors crisis
+ * first, passivates idle users, and on stop hands its partitions over and drains.
  */
-import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { UserEvent } from '../machines/events.ts';
+import { UserEvent, type UserEventType } from '../machines/events.ts';
 import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
 import { CodecError, decode, encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { deadLetter } from '../transport/deadLetters.ts';
 import type { DeadLetterReason } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
-import { createTopology, provision, rewindToAckFloor, type Topology } from '../transport/topology.ts';
+import { createTopology, provision, type Topology } from '../transport/topology.ts';
 import type { RuntimeConfig } from './config.ts';
-import { DeadlineScheduler } from './deadlineScheduler.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
-import { claimPartitions, partitionOf, resolveOwned } from './partitions.ts';
+import { Membership } from './membership.ts';
+import { PartitionConsumer, type PartitionSink } from './partitionConsumer.ts';
+import { assignPartitions, partitionOf, planMoves } from './partitions.ts';
 import { Publisher } from './publisher.ts';
 import { retry } from './retry.ts';
 import { UserActor, type ActorHost, type LaneOutput } from './userActor.ts';
 import { UserStore } from './userStore.ts';
 
 /** A running runtime node. */
-export class RuntimeNode implements ActorHost {
+export class RuntimeNode implements ActorHost, PartitionSink {
   readonly config: RuntimeConfig;
   readonly machine: UserMachine;
   readonly topology: Topology;
   readonly metrics: RuntimeMetrics;
   readonly log: Logger;
   private outputs!: Record<Lane, LaneOutput>;
-  private deadlines!: DeadlineScheduler;
+  private membership!: Membership;
 
   private nc!: NatsConnection;
   private crisisNc!: NatsConnection;
   private readonly residents = new Map<string, UserActor>();
   private readonly scheduler: LaneScheduler;
-  private readonly owned: Set<number>;
-  private readonly consumers: ConsumerMessages[] = [];
-  private readonly loops: Promise<void>[] = [];
-  private control: Subscription | undefined;
-  /** Per lane, the last sequence a previous run of the node had been delivered (see rewindToAckFloor). */
-  private readonly replayedUpTo: Record<Lane, number> = { normal: 0, crisis: 0 };
+  /** Partitions this node holds, with the consumers of both lanes. */
+  private readonly held = new Map<number, PartitionConsumer[]>();
+  /** Partitions being handed over: their deliveries go back to the lane. */
+  private readonly releasing = new Set<number>();
+  private controls: Subscription[] = [];
   private sweeper: NodeJS.Timeout | undefined;
+  private ownershipTimer: NodeJS.Timeout | undefined;
+  /** The ownership tick under way, so two never overlap and stop can wait for it. */
+  private reconciling: Promise<void> = Promise.resolve();
   private readonly stopped = new AbortController();
   private stopRequested = false;
 
@@ -56,7 +61,6 @@ export class RuntimeNode implements ActorHost {
     this.metrics = new RuntimeMetrics(config.nodeId);
     this.machine = createUserMachine(config.policy);
     this.topology = createTopology(config.topology);
-    this.owned = resolveOwned(config.ownedPartitions, config.partitions);
     this.scheduler = new LaneScheduler(
       config.normalConcurrency,
       (d) => this.dispatch(d),
@@ -75,53 +79,137 @@ export class RuntimeNode implements ActorHost {
     const { config, topology } = this;
     this.nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/normal` });
     this.crisisNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/crisis` });
-    const { jsm, users, deadlines, partitions } = await provision(this.nc, topology);
-    this.replayedUpTo.normal = await rewindToAckFloor(jsm, topology, 'normal');
-    this.replayedUpTo.crisis = await rewindToAckFloor(jsm, topology, 'crisis');
-    await claimPartitions(partitions, config.nodeId, this.owned, Date.now());
-    const publisher = new Publisher(jetstream(this.nc), jsm, topology);
-    this.deadlines = new DeadlineScheduler(deadlines, publisher, (u) => this.owns(u), this.log);
-    await this.deadlines.start();
+    const { jsm, users, members, partitions } = await provision(this.nc, topology);
     // The crisis lane's own handles, on its own connection, end to end.
-    const crisisKvm = new Kvm(this.crisisNc);
-    const [crisisUsers, crisisDeadlines] = await Promise.all([crisisKvm.open(topology.buckets.users), crisisKvm.open(topology.buckets.deadlines)]);
-    const crisisPublisher = new Publisher(jetstream(this.crisisNc), await jetstreamManager(this.crisisNc), topology);
+    const crisisUsers = await new Kvm(this.crisisNc).open(topology.buckets.users);
+    const crisisJsm = await jetstreamManager(this.crisisNc);
     this.outputs = {
-      normal: this.laneOutput(publisher, users, deadlines),
-      crisis: this.laneOutput(crisisPublisher, crisisUsers, crisisDeadlines),
+      normal: this.laneOutput(new Publisher(jetstream(this.nc), jsm, topology), users),
+      crisis: this.laneOutput(new Publisher(jetstream(this.crisisNc), crisisJsm, topology), crisisUsers),
     };
-    this.control = this.nc.subscribe(topology.subjects.control('metrics'), {
-      callback: (_err, msg) => {
-        // `gc` asks for a collection first (when run with --expose-gc): for heap measurements.
-        if (msg.string() === 'gc') (globalThis as { gc?: () => void }).gc?.();
-        const { heapUsed, rss } = process.memoryUsage();
-        msg.respond(JSON.stringify({ nodeId: config.nodeId, ...this.metrics.snapshot(), heapUsed, rss }));
-      },
-    });
+    this.membership = new Membership(config.nodeId, members, partitions, this.log);
+    await this.membership.start(config.ownership.heartbeatMs);
+    // `fm.ctl.metrics` is answered by every node (a cluster-wide view), `fm.ctl.metrics.<nodeId>` by this one.
+    this.controls = [topology.subjects.control('metrics'), topology.subjects.control(`metrics.${config.nodeId}`)].map((subject) =>
+      this.nc.subscribe(subject, {
+        callback: (_err, msg) => {
+          msg.respond(this.metricsReply(msg.string() === 'gc'));
+        },
+      }),
+    );
     this.sweeper = setInterval(() => this.sweep(), config.sweepMs);
-    await this.consume('crisis', this.crisisNc);
-    await this.consume('normal', this.nc);
-    this.log.info({ partitions: this.owned.size, nats: config.natsUrl }, 'runtime node ready');
+    await this.reconcile();
+    this.scheduleTick();
+    this.log.info({ partitions: [...this.held.keys()].length, nats: config.natsUrl }, 'runtime node ready');
   }
 
-  private async consume(lane: Lane, nc: NatsConnection): Promise<void> {
-    const consumer = await jetstream(nc).consumers.get(this.topology.streams[lane], this.topology.consumers[lane]);
-    const messages = await consumer.consume({ max_messages: this.config.pullBatch[lane] });
-    this.consumers.push(messages);
-    this.loops.push(
-      (async () => {
-        let n = 0;
-        for await (const m of messages) {
-          this.receive(lane, m);
-          // Let I/O in every few messages, so the crisis connection is read (see `normalYieldEvery`).
-          if (lane === 'normal' && ++n % this.config.normalYieldEvery === 0) await new Promise((resolve) => setImmediate(resolve));
-        }
-      })(),
-    );
+  /** The next ownership tick, once this one is done (a hand-over may take a while). */
+  private scheduleTick(): void {
+    this.ownershipTimer = setTimeout(() => {
+      this.reconciling = this.reconcile().finally(() => {
+        if (!this.stopRequested) this.scheduleTick();
+      });
+    }, this.config.ownership.tickMs);
+  }
+
+  /** The metrics a node answers with; `gc` asks for a collection first (run with --expose-gc), for heap measurements. */
+  private metricsReply(gc: boolean): string {
+    if (gc) (globalThis as { gc?: () => void }).gc?.();
+    const { heapUsed, rss } = process.memoryUsage();
+    return JSON.stringify({ nodeId: this.config.nodeId, partitions: this.partitions, ...this.metrics.snapshot(), heapUsed, rss });
+  }
+
+  /** The partitions this node holds, in order. */
+  get partitions(): number[] {
+    return [...this.held.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * One ownership tick: the assignment over the live members, then this node's moves towards it
+   * (take what is free and assigned here; hand over a few that are assigned elsewhere).
+   */
+  private async reconcile(): Promise<void> {
+    if (this.stopRequested) return;
+    try {
+      const live = await this.membership.live();
+      const { partitions } = this.topology.options;
+      const assignment = assignPartitions(partitions, live.includes(this.config.nodeId) ? live : [...live, this.config.nodeId]);
+      const held = new Set(this.held.keys());
+      const moves = planMoves(this.config.nodeId, assignment, held, this.membership.heldElsewhere(live), this.config.ownership.releasePerTick);
+      await Promise.all(moves.release.map((p) => this.handOver(p)));
+      await Promise.all(moves.acquire.map((p) => this.take(p)));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'ownership tick failed');
+    }
+  }
+
+  /** Takes a partition: both lanes' consumers (crisis first), each replaying what its last holder left unacknowledged. */
+  private async take(partition: number): Promise<void> {
+    const started = performance.now();
+    const consumers = (['crisis', 'normal'] as const).map((lane) => {
+      const nc = lane === 'crisis' ? this.crisisNc : this.nc;
+      const pull = { max_messages: this.config.pullBatch[lane], expires: this.config.pullExpiresMs };
+      return new PartitionConsumer(jetstream(nc), this.outputs[lane].publisher.manager, this.topology, lane, partition, pull, this);
+    });
+    this.held.set(partition, consumers);
+    try {
+      for (const c of consumers) await c.start(this.config.normalYieldEvery);
+      await this.membership.claim(partition);
+      this.metrics.partitionsTaken++;
+      this.metrics.partitionsHeld = this.held.size;
+      this.log.info({ partition, ms: Math.round(performance.now() - started) }, 'partition taken');
+    } catch (err) {
+      this.log.warn({ partition, err: (err as Error).message }, 'partition not taken');
+      await this.drop(partition);
+    }
+  }
+
+  /**
+   * Hands a partition over: stops pulling it, sends back what its users have not started, lets
+   * their commits finish, then unpins it and removes the claim, so the next owner takes it at once.
+   */
+  private async handOver(partition: number): Promise<void> {
+    this.releasing.add(partition);
+    const consumers = this.held.get(partition) ?? [];
+    await Promise.all(consumers.map((c) => c.stop()));
+    const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
+    for (const d of this.scheduler.drop((d) => inPartition(d.event.userId))) d.nak();
+    const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
+    for (const a of actors) a.surrender();
+    const deadline = Date.now() + this.config.stopGraceMs;
+    while (actors.some((a) => !a.idle) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const a of actors) this.passivate(a.userId);
+    await Promise.all(consumers.map((c) => c.unpin().catch(() => undefined)));
+    await this.membership.unclaim(partition);
+    this.held.delete(partition);
+    this.releasing.delete(partition);
+    this.metrics.partitionsHandedOver++;
+    this.metrics.partitionsHeld = this.held.size;
+    this.log.info({ partition }, 'partition handed over');
+  }
+
+  /** @inheritdoc */
+  lost(partition: number): void {
+    if (!this.held.has(partition) || this.releasing.has(partition)) return;
+    this.log.warn({ partition }, 'partition lost to another client');
+    void this.drop(partition);
+  }
+
+  /** Forgets a partition at once (lost, or not taken): its users stop, and their events go back to the lane. */
+  private async drop(partition: number): Promise<void> {
+    this.releasing.add(partition);
+    await Promise.all((this.held.get(partition) ?? []).map((c) => c.stop()));
+    const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
+    for (const d of this.scheduler.drop((d) => inPartition(d.event.userId))) d.nak();
+    for (const a of [...this.residents.values()].filter((x) => inPartition(x.userId))) a.surrender();
+    await this.membership.unclaim(partition).catch(() => undefined);
+    this.held.delete(partition);
+    this.releasing.delete(partition);
+    this.metrics.partitionsHeld = this.held.size;
   }
 
   /** Validates a message and hands it on, or dead-letters it without holding up the lane. */
-  private receive(lane: Lane, m: JsMsg): void {
+  receive(lane: Lane, m: JsMsg, redelivered: boolean): void {
     const subject = this.topology.subjects.parseEvent(m.subject);
     if (!subject) return this.reject(m, 'invalid', 'subject is not an event subject');
     let event: UserEvent;
@@ -137,22 +225,14 @@ export class RuntimeNode implements ActorHost {
       m.ack();
       return;
     }
-    if (!this.owns(event.userId)) {
-      m.nak(1_000);
-      return;
-    }
-    this.scheduler.submit({
-      lane,
-      seq: m.seq,
-      event,
-      redelivered: m.info.redelivered || m.seq <= this.replayedUpTo[lane],
-      ack: () => m.ack(),
-      nak: () => m.nak(),
-    });
+    this.scheduler.submit({ lane, seq: m.seq, event, redelivered, ack: () => m.ack(), nak: () => m.nak() });
   }
 
   private reject(m: JsMsg, reason: DeadLetterReason, detail: string): void {
-    this.storeDeadLetter(reason, detail, m.subject, m.data, { seq: m.seq }).then(
+    // Kept under the subject it was published to, not the partition the lane filed it under.
+    const parsed = this.topology.subjects.parseEvent(m.subject);
+    const subject = parsed ? this.topology.subjects.event(parsed.userId, parsed.type as UserEventType, parsed.lane) : m.subject;
+    this.storeDeadLetter(reason, detail, subject, m.data, { seq: m.seq }).then(
       () => m.ack(),
       () => m.nak(),
     );
@@ -192,17 +272,13 @@ export class RuntimeNode implements ActorHost {
     return this.outputs[lane];
   }
 
-  private laneOutput(publisher: Publisher, users: KV, deadlines: KV): LaneOutput {
-    return { publisher, store: new UserStore(users), setDeadline: (userId, deadline) => this.deadlines.set(userId, deadline, deadlines) };
+  private laneOutput(publisher: Publisher, users: KV): LaneOutput {
+    return { publisher, store: new UserStore(users) };
   }
 
   /** @inheritdoc */
   get signal(): AbortSignal {
     return this.stopped.signal;
-  }
-
-  private owns(userId: string): boolean {
-    return this.owned.has(partitionOf(userId, this.config.partitions));
   }
 
   /**
@@ -212,6 +288,11 @@ export class RuntimeNode implements ActorHost {
    */
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
+    if (this.releasing.has(partitionOf(userId, this.topology.options.partitions))) {
+      d.nak();
+      this.scheduler.release(d);
+      return;
+    }
     let actor = this.residents.get(userId);
     if (actor) {
       // Map order is recency order: move the user to the end.
@@ -278,21 +359,22 @@ export class RuntimeNode implements ActorHost {
     this.metrics.residentsPeak = Math.max(this.metrics.residentsPeak, this.residents.size);
   }
 
-  /** Stops consuming, lets users finish what they are committing, and drains the connections. */
+  /**
+   * Stops: hands every partition over (its users finish what they are committing, the rest goes
+   * back to the lane, and the pins are released, so other nodes take over at once), leaves the
+   * members, and drains the connections.
+   */
   async stop(): Promise<void> {
     if (this.stopRequested) return;
     this.stopRequested = true;
     this.log.info('runtime node stopping');
-    for (const m of this.consumers) m.stop();
-    await Promise.allSettled(this.loops);
-    const deadline = Date.now() + this.config.stopGraceMs;
-    while ([...this.residents.values()].some((a) => !a.idle) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    clearTimeout(this.ownershipTimer);
+    await this.reconciling;
+    await Promise.all([...this.held.keys()].map((p) => this.handOver(p)));
     this.stopped.abort(new Error('runtime node stopping'));
     clearInterval(this.sweeper);
-    this.control?.unsubscribe();
-    await this.deadlines.stop();
+    for (const c of this.controls) c.unsubscribe();
+    await this.membership.stop();
     await Promise.all([drainNats(this.nc), drainNats(this.crisisNc)]);
     this.log.info(this.metrics.snapshot(), 'runtime node stopped');
   }

@@ -1,10 +1,12 @@
 /**
  * Everything the runtime publishes to JetStream, awaited until stored: device views, audit records,
- * alerts, dead letters and deadline events. Views replace the device's last value; audit records and
- * deadline events carry a `Nats-Msg-Id`, so a retried commit stores them once.
+ * alerts, dead letters and deadline schedules. Views replace the device's last value; audit records
+ * carry a `Nats-Msg-Id`, so a retried commit stores them once; a user's deadline is one server-side
+ * schedule, replaced or removed as it changes.
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import { UserEvent, type EventOf } from '../machines/events.ts';
+import { deadlineEvent, type Deadline } from '../machines/deadlines.ts';
+import { UserEvent } from '../machines/events.ts';
 import { encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
@@ -71,10 +73,26 @@ export class Publisher {
     await this.js.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter));
   }
 
-  /** Publishes a passed deadline onto the normal lane, once per deadline (its id is the dedup key). */
-  async deadlineEvent(event: EventOf<'trial_ended' | 'grace_ended'>): Promise<void> {
-    await this.js.publish(this.topology.subjects.event(event.userId, event.type), encode(UserEvent, event), {
-      msgID: event.id,
+  /**
+   * Sets a user's pending deadline as a message schedule in the normal lane (`null`: removes it).
+   * The server publishes the deadline event to the user's lane subject when it comes due, once,
+   * whichever node owns the user then, across restarts; a new schedule on the same subject
+   * replaces the old one. The event's id is derived from user, type and time (`deadlineEvent`).
+   */
+  async schedule(userId: string, deadline: Deadline | null): Promise<void> {
+    const subject = this.topology.subjects.schedule(userId);
+    if (!deadline) {
+      await this.jsm.streams.purge(this.topology.streams.normal, { filter: subject });
+      return;
+    }
+    const event = deadlineEvent(userId, deadline);
+    await this.js.publish(subject, encode(UserEvent, event), {
+      schedule: { specification: new Date(deadline.at), target: this.topology.subjects.event(userId, event.type) },
     });
+  }
+
+  /** The JetStream manager of this publisher's connection. */
+  get manager(): JetStreamManager {
+    return this.jsm;
   }
 }

@@ -6,7 +6,6 @@
  * once, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
  * redelivery, and redelivery is idempotent.
  */
-import { pendingDeadline, type Deadline } from '../machines/deadlines.ts';
 import { coalesceDelay, compressView, isDowngrade } from '../machines/delivery.ts';
 import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';
 import type { UserEvent } from '../machines/events.ts';
@@ -26,13 +25,11 @@ import { FencedError, type UserStore } from './userStore.ts';
 
 /**
  * One lane's output, on that lane's own connection: a crisis commit's reads and writes (views,
- * audit, purges, the record, the deadline) never queue behind normal-lane output.
+ * audit, purges, the record, the deadline's schedule) never queue behind normal-lane output.
  */
 export interface LaneOutput {
   readonly publisher: Publisher;
   readonly store: UserStore;
-  /** Writes the user's pending deadline to the durable index (`null`: none). */
-  setDeadline(userId: string, deadline: Deadline | null): Promise<void>;
 }
 
 /** What a user actor needs from its node (its `signal` ends the actor's retries when the node stops). */
@@ -95,6 +92,25 @@ export class UserActor {
     this.kick();
   }
 
+  /**
+   * The user's partition is being handed over: what it has not started goes back to the lane, and
+   * what it applied is committed now instead of after a coalescing window.
+   */
+  surrender(): void {
+    for (const d of [...this.crisisQueue, ...this.normalQueue]) {
+      d.nak();
+      this.host.release(d);
+    }
+    this.crisisQueue.length = 0;
+    this.normalQueue.length = 0;
+    if (this.parked) {
+      clearTimeout(this.parked);
+      this.parked = undefined;
+      this.commitDue = true;
+      this.kick();
+    }
+  }
+
   /** Nothing queued, nothing uncommitted, nothing running: safe to passivate. */
   get idle(): boolean {
     return !this.running && this.batch.length === 0 && this.crisisQueue.length === 0 && this.normalQueue.length === 0;
@@ -153,9 +169,6 @@ export class UserActor {
     this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     this.revision = revision;
     this.status = 'ready';
-    // Re-arm the user's deadline; one that passed while the user was passive fires now.
-    const deadline = pendingDeadline(this.state.snapshot);
-    await this.retry('set deadline', () => output.setDeadline(this.userId, deadline));
     this.host.metrics.activations++;
     RuntimeMetrics.record(this.host.metrics.activationLatency, performance.now() - started);
   }
@@ -252,12 +265,12 @@ export class UserActor {
       await this.retry('publish output', () => this.publish(output.publisher, plan.resume!, loaded.viewVersion, before, loaded.safety));
     }
     // The output, the record and the deadline go out together (one round trip): the outbox in the
-    // record lets the next owner finish a commit that died in between, and the deadline index is
-    // idempotent (a deadline event is checked against the state when it is applied).
+    // record lets the next owner finish a commit that died in between, and a deadline's schedule
+    // is idempotent (its event is checked against the state when it is applied).
     const [, revision] = await Promise.all([
       this.retry('publish output', () => this.publish(output.publisher, plan.outbox, plan.version, view, this.safety)),
       this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision)),
-      plan.deadline !== undefined && this.retry('set deadline', () => output.setDeadline(this.userId, plan.deadline!)),
+      plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
     this.revision = revision;
     this.viewVersion = plan.version;

@@ -15,11 +15,13 @@ export function laneOf(type: UserEventType): Lane {
   return CRISIS_LANE_TYPES.has(type) ? 'crisis' : 'normal';
 }
 
-/** An event subject taken apart. */
+/** An event subject taken apart (as published, or as a lane stores it under its partition). */
 export interface ParsedEventSubject {
   lane: Lane;
   userId: string;
   type: string;
+  /** The partition a lane stored it under; absent on a subject as published. */
+  partition?: number;
 }
 
 /** The subjects of one deployment. */
@@ -30,6 +32,15 @@ export interface Subjects {
    * otherwise (the bench sends crisis events down the normal lane to measure what the lane buys).
    */
   event(userId: string, type: UserEventType, lane?: Lane): string;
+  /**
+   * `fm.evt.<partition>.<userId>.<type>`: where a lane stores an event (its subject transform puts
+   * the user's partition in). The tokens may be transform expressions (the topology's transform).
+   */
+  stored(lane: Lane, partition: number | string, userId: string, type: string): string;
+  /** `fm.evt.<partition>.>`: one partition of a lane, as stored (a partition consumer's filter). */
+  partition(lane: Lane, partition: number): string;
+  /** `fm.sched.<userId>`: the user's pending deadline, a message schedule in the normal lane. */
+  schedule(userId: string): string;
   /** `fm.view.<userId>.<deviceId>`: last value per subject. */
   view(userId: string, deviceId: string): string;
   /** `fm.audit.<userId>`. */
@@ -42,14 +53,16 @@ export interface Subjects {
   control(name: string): string;
   /** Wildcards for stream and consumer filters. */
   readonly all: {
+    /** Every event subject of the lane as published (`fm.evt.*.*`): what its stream takes. */
     normal: string;
     crisis: string;
+    schedules: string;
     views: string;
     userViews(userId: string): string;
     audit: string;
     deadLetters: string;
     alerts: string;
-    /** Every user's `customer_linked` events (the ingress's customer lookup follows them). */
+    /** Every user's `customer_linked` events as stored (the ingress's customer lookup follows them). */
     customerLinks: string;
   };
   /** Splits an event subject, or returns `undefined` when it is not one. */
@@ -64,26 +77,32 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
   return {
     prefix,
     event,
+    stored: (lane, partition, userId, type) => `${prefix}.${LANE_TOKEN[lane]}.${partition}.${userId}.${type}`,
+    partition: (lane, partition) => `${prefix}.${LANE_TOKEN[lane]}.${partition}.>`,
+    schedule: (userId) => `${prefix}.sched.${userId}`,
     view: (userId, deviceId) => `${prefix}.view.${userId}.${deviceId}`,
     audit: (userId) => `${prefix}.audit.${userId}`,
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
     alert: (kind) => `${prefix}.alert.${kind}`,
     control: (name) => `${prefix}.ctl.${name}`,
     all: {
-      normal: `${prefix}.evt.>`,
-      crisis: `${prefix}.crisis.>`,
+      normal: `${prefix}.evt.*.*`,
+      crisis: `${prefix}.crisis.*.*`,
+      schedules: `${prefix}.sched.*`,
       views: `${prefix}.view.>`,
       userViews: (userId) => `${prefix}.view.${userId}.*`,
       audit: `${prefix}.audit.>`,
       deadLetters: `${prefix}.dlq.>`,
       alerts: `${prefix}.alert.>`,
-      customerLinks: event('*', 'customer_linked', 'normal'),
+      customerLinks: `${prefix}.evt.*.*.customer_linked`,
     },
     parseEvent(subject) {
       const tokens = subject.split('.');
-      if (tokens.length !== 4 || tokens[0] !== prefix) return undefined;
       const lane = tokens[1] === 'evt' ? 'normal' : tokens[1] === 'crisis' ? 'crisis' : undefined;
-      return lane && { lane, userId: tokens[2]!, type: tokens[3]! };
+      if (!lane || tokens[0] !== prefix) return undefined;
+      if (tokens.length === 4) return { lane, userId: tokens[2]!, type: tokens[3]! };
+      if (tokens.length !== 5 || !/^\d+$/.test(tokens[2]!)) return undefined;
+      return { lane, partition: Number(tokens[2]), userId: tokens[3]!, type: tokens[4]! };
     },
   };
 }

@@ -1,6 +1,11 @@
 /**
  * Every stream, consumer and KV bucket of the runtime, named and configured in one place, and
  * `provision`, which creates or updates them idempotently (safe to run on every node start).
+ *
+ * The lanes are partitioned by the server: a subject transform stores `fm.evt.<user>.<type>` under
+ * `fm.evt.<partition>.<user>.<type>` (`{{partition(n,1)}}`, FNV-1a of the user token, as
+ * `actors/partitions.ts` computes it), and each lane has one durable consumer per partition with a
+ * `pinned_client` priority group, so the server lets one node pull a partition at a time.
  */
 import {
   AckPolicy,
@@ -9,9 +14,11 @@ import {
   jetstreamManager,
   RetentionPolicy,
   StorageType,
-  type JetStreamManager,
-  type StreamConfig,
   type ConsumerConfig,
+  type ConsumerInfo,
+  type JetStreamManager,
+  type PriorityPolicy,
+  type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
@@ -21,13 +28,32 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Tunables of the topology; defaults in {@link DEFAULT_TOPOLOGY_OPTIONS}. */
 export interface TopologyOptions {
+  /** Subject prefix (`FM_PREFIX`); stream and bucket names follow it. @default 'fm' */
   prefix: string;
+  /**
+   * Partitions the lanes store users' events under (`FM_PARTITIONS`). Fixed for the life of a
+   * deployment: the lanes' subject transform hashes into this many.
+   * @default 64
+   */
+  partitions: number;
+  /** Replicas of every stream and bucket (`FM_REPLICAS`): 3 on a cluster of three or more servers. @default 1 */
+  replicas: number;
+  /**
+   * How long the server keeps a partition pinned to a node that stopped pulling it (a node that
+   * died or paused). A holder pulls every second; a taker unpins a gone holder itself, so this
+   * bounds only what a paused node keeps while the others have not noticed.
+   * @default 3000
+   */
+  pinTimeoutMs: number;
+  /** How long a node stays a member after its last heartbeat. @default 1500 */
+  memberTtlMs: number;
   /** How long the lanes keep events: the window for replays and audits of raw input. */
   eventRetentionMs: number;
   /** JetStream's window for dropping a re-published `Nats-Msg-Id`. */
   duplicateWindowMs: number;
-  /** Normal-lane events the node holds unacknowledged: how much the normal lane may have in flight. */
+  /** Normal-lane events a node holds unacknowledged per partition. @default 256 */
   normalMaxAckPending: number;
+  /** Crisis-lane events a node holds unacknowledged per partition. @default 64 */
   crisisMaxAckPending: number;
   /** Redelivery delay for an event a node took and never acknowledged (e.g. it crashed). */
   normalAckWaitMs: number;
@@ -39,10 +65,14 @@ export interface TopologyOptions {
 /** Default topology options. */
 export const DEFAULT_TOPOLOGY_OPTIONS: Readonly<TopologyOptions> = {
   prefix: DEFAULT_PREFIX,
+  partitions: 64,
+  replicas: 1,
+  pinTimeoutMs: 3_000,
+  memberTtlMs: 1_500,
   eventRetentionMs: 30 * DAY_MS,
   duplicateWindowMs: 2 * 60 * 1000,
-  normalMaxAckPending: 1000,
-  crisisMaxAckPending: 256,
+  normalMaxAckPending: 256,
+  crisisMaxAckPending: 64,
   normalAckWaitMs: 30_000,
   crisisAckWaitMs: 5_000,
   deadLetterRetentionMs: 30 * DAY_MS,
@@ -54,9 +84,26 @@ export interface Topology {
   options: TopologyOptions;
   subjects: Subjects;
   streams: { normal: string; crisis: string; views: string; audit: string; deadLetters: string; alerts: string };
-  /** Durable consumers: the two lanes (runtime) and the customer links (ingress). */
-  consumers: Record<Lane | 'customerLinks', string>;
-  buckets: { users: string; deadlines: string; partitions: string; customers: string };
+  /** Durable consumers: the customer links (ingress); the lanes' are per partition ({@link laneConsumerName}). */
+  consumers: { customerLinks: string };
+  /** KV buckets: user records, live members, partition claims, Stripe customer links. */
+  buckets: { users: string; members: string; partitions: string; customers: string };
+}
+
+/** The priority group of every partition consumer: one pinned client pulls it. */
+export const PRIORITY_GROUP = 'owners';
+
+/** A partition consumer's info with its priority group's pin (the server sends it; nats.js 3.4 does not type it). */
+export type PinnedConsumerInfo = ConsumerInfo & { priority_groups?: Array<{ group: string; pinned_client_id?: string; pinned_ts?: string }> };
+
+/** The durable consumer of one lane's partition (the same in every deployment: consumers live in their stream). */
+export function laneConsumerName(lane: Lane, partition: number): string {
+  return `runtime_${lane}_${partition}`;
+}
+
+/** Every partition consumer of a lane, by partition. */
+export function laneConsumerNames(t: Topology, lane: Lane): string[] {
+  return Array.from({ length: t.options.partitions }, (_, p) => laneConsumerName(lane, p));
 }
 
 /** Builds the topology for some options (the defaults when omitted). */
@@ -75,10 +122,10 @@ export function createTopology(overrides: Partial<TopologyOptions> = {}): Topolo
       deadLetters: `${p}_DLQ`,
       alerts: `${p}_ALERTS`,
     },
-    consumers: { normal: 'runtime_normal', crisis: 'runtime_crisis', customerLinks: 'ingress_customer_links' },
+    consumers: { customerLinks: 'ingress_customer_links' },
     buckets: {
       users: `${b}_users`,
-      deadlines: `${b}_deadlines`,
+      members: `${b}_members`,
       partitions: `${b}_partitions`,
       customers: `${b}_customers`,
     },
@@ -89,11 +136,18 @@ export function createTopology(overrides: Partial<TopologyOptions> = {}): Topolo
 export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name: string }> {
   const o = t.options;
   const s = t.subjects.all;
-  const base = { storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 };
-  const lane = { ...base, max_age: nanos(o.eventRetentionMs), duplicate_window: nanos(o.duplicateWindowMs) };
+  const base = { storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: o.replicas };
+  const lane = (l: Lane) => ({
+    ...base,
+    max_age: nanos(o.eventRetentionMs),
+    duplicate_window: nanos(o.duplicateWindowMs),
+    subject_transform: { src: s[l], dest: t.subjects.stored(l, `{{partition(${o.partitions},1)}}`, '{{wildcard(1)}}', '{{wildcard(2)}}') },
+  });
   return [
-    { ...lane, name: t.streams.normal, subjects: [s.normal] },
-    { ...lane, name: t.streams.crisis, subjects: [s.crisis] },
+    // Deadlines are schedules on their own subject in the normal lane; the server fires each into
+    // the user's lane subject, which the transform files under the user's partition.
+    { ...lane('normal'), name: t.streams.normal, subjects: [s.normal, s.schedules], allow_msg_schedules: true },
+    { ...lane('crisis'), name: t.streams.crisis, subjects: [s.crisis] },
     // Last value per device: a device that was away catches up with the latest view only.
     {
       ...base,
@@ -102,6 +156,8 @@ export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name
       max_msgs_per_subject: 1,
       discard: DiscardPolicy.Old,
       allow_direct: true,
+      // One durable consumer per device for now; nats-server 2.15 caps a stream at 1,000 by default.
+      max_consumers: 1_000_000,
     },
     // Kept without age limit: clinicians review whole histories.
     { ...base, name: t.streams.audit, subjects: [s.audit], duplicate_window: nanos(o.duplicateWindowMs) },
@@ -111,51 +167,37 @@ export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name
 }
 
 /**
- * Consumer configurations of the two lanes. No filter: a message on a lane subject that is no
- * event must reach the node to become a dead letter (a filter would leave it unread).
+ * The consumer of one lane's partition: filtered on the partition, pulled by one pinned client at a
+ * time (the server moves the pin when its holder stops pulling for `pinTimeoutMs`).
  */
-export function laneConsumerConfig(t: Topology, lane: Lane): Partial<ConsumerConfig> & { durable_name: string } {
+export function laneConsumerConfig(t: Topology, lane: Lane, partition: number): Partial<ConsumerConfig> & { durable_name: string } {
   const o = t.options;
   return {
-    durable_name: t.consumers[lane],
+    durable_name: laneConsumerName(lane, partition),
+    filter_subject: t.subjects.partition(lane, partition),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     max_ack_pending: lane === 'crisis' ? o.crisisMaxAckPending : o.normalMaxAckPending,
     ack_wait: nanos(lane === 'crisis' ? o.crisisAckWaitMs : o.normalAckWaitMs),
     max_deliver: -1,
+    num_replicas: o.replicas,
+    priority_groups: [PRIORITY_GROUP],
+    priority_policy: 'pinned_client' satisfies PriorityPolicy,
+    priority_timeout: nanos(o.pinTimeoutMs),
   };
 }
 
 function mutable(c: Partial<ConsumerConfig>): Partial<ConsumerConfig> {
-  return { max_ack_pending: c.max_ack_pending, ack_wait: c.ack_wait, max_deliver: c.max_deliver };
-}
-
-/**
- * Makes a lane consumer deliver again, in stream order, everything from its first unacknowledged
- * message. Run by a node at start: after a crash, JetStream would otherwise redeliver the unacked
- * messages only after `ack_wait`, behind newer ones, and a user must see its events in order.
- * Assumes this node is the lane's only reader (one node per deployment until partitions move).
- * Returns the highest stream sequence delivered before (0 when nothing was pending): messages up
- * to it may have been partly processed by the previous reader.
- */
-export async function rewindToAckFloor(jsm: JetStreamManager, t: Topology, lane: Lane): Promise<number> {
-  const stream = t.streams[lane];
-  const info = await jsm.consumers.info(stream, t.consumers[lane]);
-  if (info.num_ack_pending === 0) return 0;
-  await jsm.consumers.delete(stream, t.consumers[lane]);
-  await jsm.consumers.add(stream, {
-    ...laneConsumerConfig(t, lane),
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: info.ack_floor.stream_seq + 1,
-  });
-  return info.delivered.stream_seq;
+  return { max_ack_pending: c.max_ack_pending, ack_wait: c.ack_wait, max_deliver: c.max_deliver, priority_timeout: c.priority_timeout };
 }
 
 /** Handles on what {@link provision} made. */
 export interface Provisioned {
   jsm: JetStreamManager;
   users: KV;
-  deadlines: KV;
+  /** Live runtime nodes: a key per node, dropped `memberTtlMs` after its last heartbeat. */
+  members: KV;
+  /** Partition claims: `p.<n>` → the node holding it. */
   partitions: KV;
   /** Stripe customer id → user id, for webhooks whose metadata names no user. */
   customers: KV;
@@ -172,14 +214,18 @@ export async function provision(nc: NatsConnection, t: Topology): Promise<Provis
     if (exists) await jsm.streams.update(config.name, config);
     else await jsm.streams.add(config);
   }
-  for (const lane of ['normal', 'crisis'] as const) {
-    const config = laneConsumerConfig(t, lane);
-    const stream = t.streams[lane];
-    const existing = await jsm.consumers.info(stream, config.durable_name).catch(() => null);
-    // Where delivery starts cannot change on an existing consumer (see rewindToAckFloor): keep it.
-    if (existing) await jsm.consumers.update(stream, config.durable_name, { ...existing.config, ...mutable(config) });
-    else await jsm.consumers.add(stream, config);
-  }
+  await Promise.all(
+    (['normal', 'crisis'] as const).flatMap((lane) =>
+      Array.from({ length: t.options.partitions }, async (_, partition) => {
+        const config = laneConsumerConfig(t, lane, partition);
+        const stream = t.streams[lane];
+        const existing = await jsm.consumers.info(stream, config.durable_name).catch(() => null);
+        // Where delivery stands on an existing consumer is kept: only its limits follow the options.
+        if (existing) await jsm.consumers.update(stream, config.durable_name, { ...existing.config, ...mutable(config) });
+        else await jsm.consumers.add(stream, config);
+      }),
+    ),
+  );
   const links = t.consumers.customerLinks;
   if (!(await jsm.consumers.info(t.streams.normal, links).catch(() => null))) {
     await jsm.consumers.add(t.streams.normal, {
@@ -187,10 +233,17 @@ export async function provision(nc: NatsConnection, t: Topology): Promise<Provis
       filter_subject: t.subjects.all.customerLinks,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
+      num_replicas: t.options.replicas,
     });
   }
   const kvm = new Kvm(nc);
-  const { users, deadlines, partitions, customers } = t.buckets;
-  const [u, d, p, c] = await Promise.all([users, deadlines, partitions, customers].map((name) => kvm.create(name, { history: 1 })));
-  return { jsm, users: u!, deadlines: d!, partitions: p!, customers: c! };
+  const { users, members, partitions, customers } = t.buckets;
+  const replicas = t.options.replicas;
+  const [u, m, p, c] = await Promise.all([
+    kvm.create(users, { history: 1, replicas }),
+    kvm.create(members, { history: 1, replicas, ttl: t.options.memberTtlMs }),
+    kvm.create(partitions, { history: 1, replicas }),
+    kvm.create(customers, { history: 1, replicas }),
+  ]);
+  return { jsm, users: u, members: m, partitions: p, customers: c };
 }

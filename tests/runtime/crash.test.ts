@@ -17,6 +17,9 @@ import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { killedNodeWritesStored, lanesSettled, settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
+import { partitionOf } from '../../actors/partitions.ts';
+import { laneConsumerName, PRIORITY_GROUP } from '../../transport/topology.ts';
+import type { JsMsg } from '@nats-io/jetstream';
 
 const system = useSystem();
 
@@ -265,10 +268,13 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
       crash: true,
       before: async () => {
         await client.publish(downgrade);
-        // The killed node had received it: taken from the lane's consumer and never acknowledged.
-        const consumer = await client.js.consumers.get(client.topology.streams.normal, client.topology.consumers.normal);
-        const taken = await consumer.next({ expires: 5_000 });
-        expect(taken?.subject).toBe(client.topology.subjects.event(user, 'plan_changed'));
+        // The killed node had received it: taken from its partition's consumer and never acknowledged
+        // (the test pulls once the dead node's pin has timed out).
+        const partition = partitionOf(user, client.topology.options.partitions);
+        const consumer = await client.js.consumers.get(client.topology.streams.normal, laneConsumerName('normal', partition));
+        let taken: JsMsg | undefined;
+        for await (const m of await consumer.fetch({ group: PRIORITY_GROUP, max_messages: 1, expires: 5_000 })) taken = m;
+        expect(taken?.subject).toBe(client.topology.subjects.stored('normal', partition, user, 'plan_changed'));
         const stored = await client.lastView(user, DEVICE);
         const afterDowngrade = foldEvents(fromPersisted(recorded.state), [downgrade]);
         const orphan: DeviceView = { ...stored!, ...deriveView(afterDowngrade.snapshot), version: premium.version + 1, issuedAt: Date.now() };

@@ -11,22 +11,22 @@ import type { MetricsSnapshot } from '../../actors/metrics.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
+import { laneTotals } from '../support/settle.ts';
 
 const system = useSystem({ PORT: '0' }, { script: 'scripts/start.ts' });
 
 /** What the runtime has applied and its normal-lane consumer delivered so far. */
 async function runtimeCounts(): Promise<{ metrics: MetricsSnapshot; delivered: number }> {
   const { client } = system();
-  const info = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
-  return { metrics: await client.metrics(), delivered: info.delivered.consumer_seq };
+  return { metrics: await client.metrics(), delivered: (await laneTotals(client, 'normal')).delivered };
 }
 
 /** Waits until the node applied `events` events in all and acknowledged everything on the normal lane. */
 async function applied(events: number): Promise<void> {
   const { client } = system();
   await waitFor(async () => {
-    const info = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
-    return (await client.metrics()).events >= events && info.num_pending === 0 && info.num_ack_pending === 0;
+    const normal = await laneTotals(client, 'normal');
+    return (await client.metrics()).events >= events && normal.pending === 0 && normal.ackPending === 0;
   }, `${events} events applied and acknowledged`);
 }
 

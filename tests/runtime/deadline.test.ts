@@ -4,9 +4,7 @@
  * devices learn it, whether the node was stopped over the deadline and started after it, or ran the
  * whole time with the user passivated. The grace end is audited once.
  */
-import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
-import type { Deadline } from '../../machines/deadlines.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor, type DeviceProcess } from '../support/processes.ts';
 import { settled } from '../support/settle.ts';
@@ -41,15 +39,15 @@ async function enterGrace(user: string, devices: DeviceProcess): Promise<number>
 
 /**
  * The user's audit records of the grace end, once nothing can add another: every event is
- * committed, the device took every view, and no deadline of the user is pending any more (none
- * can fire again). There must be exactly one.
+ * committed, the device took every view, and no schedule of the user is left (none can fire
+ * again). There must be exactly one.
  */
 async function graceEndings(user: string) {
   const { client } = system();
   await settled(client, `${user}:phone`);
-  const deadlines = await new Kvm(client.nc).open(client.topology.buckets.deadlines);
-  const pending = await deadlines.get(user);
-  expect(pending?.operation === 'PUT' ? pending.json<Deadline>() : null).toBeNull();
+  // A fired or cancelled schedule leaves nothing on the user's schedule subject.
+  const schedule = await client.jsm.streams.getMessage(client.topology.streams.normal, { last_by_subj: client.topology.subjects.schedule(user) });
+  expect(schedule).toBeNull();
   const audit = await client.audit();
   return audit.filter((a) => a.userId === user && a.eventType === 'grace_ended');
 }

@@ -17,6 +17,7 @@ import { streamConfigs } from '../../transport/topology.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
+import { laneTotals } from '../support/settle.ts';
 
 const system = useSystem();
 
@@ -70,7 +71,7 @@ describe('terminal errors', () => {
     expect(letters.every((l) => l.detail.startsWith('not committed:'))).toBe(true);
     expect(letters.map((l) => l.raw)).toEqual([encode(UserEvent, first), encode(UserEvent, second)]);
     // Acknowledged, not handed back: nothing of the lane stays pending, and each event failed once.
-    await waitFor(async () => (await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal)).num_ack_pending === 0, 'the lane acknowledged');
+    await waitFor(async () => (await laneTotals(client, 'normal')).ackPending === 0, 'the lane acknowledged');
     expect((await client.deadLetters()).filter((l) => l.subject.includes(user))).toHaveLength(2);
     const stops = runtime.logs.filter((l) => l.msg === 'user actor stopped' && l.userId === user);
     expect(stops.length).toBeGreaterThanOrEqual(1);

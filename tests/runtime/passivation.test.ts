@@ -13,6 +13,7 @@ import type { MetricsSnapshot } from '../../actors/metrics.ts';
 import { event } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
+import { laneTotals } from '../support/settle.ts';
 
 const MAX_RESIDENT = 100;
 const system = useSystem({ FM_MAX_RESIDENT: String(MAX_RESIDENT), FM_IDLE_MS: '100', FM_SWEEP_MS: '20' });
@@ -45,8 +46,6 @@ describe('passivation: 1,000 users, at most 100 resident', () => {
   it('states stay right through passivation and activation, and residents never exceed the cap', async () => {
     const { client } = system();
     const history = new Map<string, UserEvent[]>();
-    const lanes = [client.topology.streams.normal, client.topology.streams.crisis] as const;
-    const consumers = [client.topology.consumers.normal, client.topology.consumers.crisis] as const;
 
     // Residents, sampled every 20 ms for the whole run.
     let sampling = true;
@@ -76,8 +75,8 @@ describe('passivation: 1,000 users, at most 100 resident', () => {
         await waitFor(async () => (await client.metrics()).events >= published, `${round.name}: applied`, 30_000);
         await waitFor(
           async () => {
-            const infos = await Promise.all(lanes.map((s, n) => client.jsm.consumers.info(s, consumers[n]!)));
-            return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
+            const totals = await Promise.all((['normal', 'crisis'] as const).map((lane) => laneTotals(client, lane)));
+            return totals.every((t) => t.pending === 0 && t.ackPending === 0);
           },
           `${round.name}: acknowledged`,
           15_000,

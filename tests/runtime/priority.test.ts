@@ -13,6 +13,7 @@ import { AuditRecord } from '../../transport/schemas.ts';
 import { CRISIS_FEATURES, event, registerDevices } from '../support/events.ts';
 import { waitFor, type AppliedView } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
+import { laneTotals } from '../support/settle.ts';
 
 const system = useSystem();
 
@@ -72,8 +73,7 @@ describe('priority: a crisis event overtakes a queued normal backlog', () => {
         crisis = event(CRISIS_USER, 'crisis_button', { deviceId: 'phone' });
         await client.publish(crisis);
         publishMs = performance.now() - started;
-        const normal = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
-        expect(normal.num_pending).toBe(NORMAL_TOTAL);
+        expect((await laneTotals(client, 'normal')).pending).toBe(NORMAL_TOTAL);
         nodeStartedAt = Date.now();
       },
     });
@@ -112,8 +112,8 @@ describe('priority: a crisis event overtakes a queued normal backlog', () => {
     await waitFor(async () => (await client.metrics()).events >= NORMAL_TOTAL + 2, 'the backlog applied', 45_000);
     await waitFor(
       async () => {
-        const info = await client.jsm.consumers.info(client.topology.streams.normal, client.topology.consumers.normal);
-        return info.num_pending === 0 && info.num_ack_pending === 0;
+        const normal = await laneTotals(client, 'normal');
+        return normal.pending === 0 && normal.ackPending === 0;
       },
       'the backlog acknowledged',
       10_000,

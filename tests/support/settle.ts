@@ -7,6 +7,8 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { RequestError } from '@nats-io/transport-node';
 import { consumerName } from '../../clients/deviceActor.ts';
+import type { Lane } from '../../transport/subjects.ts';
+import { laneConsumerNames } from '../../transport/topology.ts';
 import type { TestClient } from './client.ts';
 import { waitFor } from './processes.ts';
 
@@ -19,18 +21,43 @@ async function drained(client: TestClient, stream: string, consumer: string): Pr
   return info.num_pending === 0 && info.num_ack_pending === 0;
 }
 
+/** What a lane's partition consumers have, summed over the partitions. */
+export interface LaneTotals {
+  /** Stored and not yet delivered. */
+  pending: number;
+  /** Delivered and not yet acknowledged. */
+  ackPending: number;
+  /** Messages delivered (consumer sequence: redeliveries count again). */
+  delivered: number;
+}
+
+/** A lane's partition consumers summed (one listing of the stream's consumers). */
+export async function laneTotals(client: TestClient, lane: Lane): Promise<LaneTotals> {
+  const names = new Set(laneConsumerNames(client.topology, lane));
+  const totals: LaneTotals = { pending: 0, ackPending: 0, delivered: 0 };
+  for await (const info of client.jsm.consumers.list(client.topology.streams[lane])) {
+    if (!names.has(info.name)) continue;
+    totals.pending += info.num_pending;
+    totals.ackPending += info.num_ack_pending;
+    totals.delivered += info.delivered.consumer_seq;
+  }
+  return totals;
+}
+
 /**
- * Waits until the runtime node committed every event stored so far: both lane consumers have
- * nothing pending and nothing unacknowledged. A node acknowledges an event only once the views,
- * audit records, dead letters and user record of its commit are stored (a batch held for
+ * Waits until the runtime committed every event stored so far: every partition consumer of both
+ * lanes has nothing pending and nothing unacknowledged. A node acknowledges an event only once the
+ * views, audit records, dead letters and user record of its commit are stored (a batch held for
  * coalescing, or refused by a fence, stays unacknowledged), so nothing it holds can publish more.
  */
 export async function lanesSettled(client: TestClient): Promise<void> {
-  const { streams, consumers } = client.topology;
-  await waitFor(
-    async () => (await drained(client, streams.normal, consumers.normal)) && (await drained(client, streams.crisis, consumers.crisis)),
-    'both lanes to have nothing pending or unacknowledged',
-  );
+  await waitFor(async () => {
+    for (const lane of ['normal', 'crisis'] as const) {
+      const { pending, ackPending } = await laneTotals(client, lane);
+      if (pending || ackPending) return false;
+    }
+    return true;
+  }, 'both lanes to have nothing pending or unacknowledged');
 }
 
 /**

@@ -18,6 +18,16 @@ describe('subjects', () => {
     expect(s.parseEvent('fm.evt.u1')).toBeUndefined();
   });
 
+  it('parses a lane subject as stored under its partition, and builds it', () => {
+    const s = createSubjects();
+    expect(s.stored('normal', 7, 'u1', 'plan_changed')).toBe('fm.evt.7.u1.plan_changed');
+    expect(s.parseEvent('fm.evt.7.u1.plan_changed')).toEqual({ lane: 'normal', partition: 7, userId: 'u1', type: 'plan_changed' });
+    expect(s.parseEvent('fm.crisis.63.u1.crisis_button')).toEqual({ lane: 'crisis', partition: 63, userId: 'u1', type: 'crisis_button' });
+    expect(s.parseEvent('fm.evt.x.u1.plan_changed')).toBeUndefined();
+    expect(s.partition('crisis', 3)).toBe('fm.crisis.3.>');
+    expect(s.schedule('u1')).toBe('fm.sched.u1');
+  });
+
   it('honours the prefix everywhere', () => {
     const t = createSubjects('stage');
     expect([t.view('u', 'd'), t.audit('u'), t.deadLetter('invalid'), t.alert('crisis_latency'), t.all.normal]).toEqual([
@@ -25,7 +35,7 @@ describe('subjects', () => {
       'stage.audit.u',
       'stage.dlq.invalid',
       'stage.alert.crisis_latency',
-      'stage.evt.>',
+      'stage.evt.*.*',
     ]);
   });
 });

@@ -1,0 +1,98 @@
+/**
+ * Cluster membership and partition claims, kept in JetStream KV. A node is live while its key in
+ * the members bucket is (it puts it every heartbeat; the bucket's age limit drops a key its node
+ * stopped renewing). A node records each partition it holds in the partitions bucket (`p.<n>` →
+ * claim), which every node follows, so a node takes a partition only once no live node holds it,
+ * and operators, the viewer and the CLI can see who serves a user.
+ */
+import type { KV } from '@nats-io/kv';
+import type { Logger } from './logger.ts';
+
+/** What a node records for a partition it holds. */
+export interface PartitionClaim {
+  nodeId: string;
+  /** When it took the partition (ms since epoch). */
+  since: number;
+}
+
+const claimKey = (partition: number) => `p.${partition}`;
+
+/** This node's membership: its heartbeat, the live members, and the claims of every node. */
+export class Membership {
+  readonly nodeId: string;
+  private readonly members: KV;
+  private readonly partitions: KV;
+  private readonly log: Logger;
+  private readonly claims = new Map<number, PartitionClaim>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private stopWatch: (() => void) | undefined;
+  private watching: Promise<void> | undefined;
+
+  constructor(nodeId: string, members: KV, partitions: KV, log: Logger) {
+    this.nodeId = nodeId;
+    this.members = members;
+    this.partitions = partitions;
+    this.log = log;
+  }
+
+  /** Joins: puts this node's key now and every `heartbeatMs`, and follows every node's claims. */
+  async start(heartbeatMs: number): Promise<void> {
+    await this.beat();
+    this.heartbeat = setInterval(() => {
+      this.beat().catch((err: Error) => this.log.warn({ err: err.message }, 'membership heartbeat failed'));
+    }, heartbeatMs);
+    const watcher = await this.partitions.watch();
+    this.stopWatch = () => watcher.stop();
+    this.watching = (async () => {
+      for await (const entry of watcher) {
+        const partition = Number(entry.key.slice(2));
+        if (entry.operation === 'PUT') this.claims.set(partition, JSON.parse(entry.string()) as PartitionClaim);
+        else this.claims.delete(partition);
+      }
+    })();
+  }
+
+  /** The live members' node ids (this one among them while its heartbeat is stored). */
+  async live(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of await this.members.keys()) keys.push(key);
+    return keys;
+  }
+
+  /** Partitions a live node other than this one holds. */
+  heldElsewhere(live: readonly string[]): Set<number> {
+    const others = new Set(live.filter((n) => n !== this.nodeId));
+    return new Set([...this.claims].filter(([, c]) => others.has(c.nodeId)).map(([p]) => p));
+  }
+
+  /** The node holding a partition, as last recorded (it may be gone). */
+  holder(partition: number): PartitionClaim | undefined {
+    return this.claims.get(partition);
+  }
+
+  /** Records that this node holds a partition. */
+  async claim(partition: number): Promise<void> {
+    const claim: PartitionClaim = { nodeId: this.nodeId, since: Date.now() };
+    await this.partitions.put(claimKey(partition), JSON.stringify(claim));
+    this.claims.set(partition, claim);
+  }
+
+  /** Removes this node's claim on a partition (not another node's). */
+  async unclaim(partition: number): Promise<void> {
+    if (this.claims.get(partition)?.nodeId !== this.nodeId) return;
+    await this.partitions.delete(claimKey(partition));
+    this.claims.delete(partition);
+  }
+
+  /** Leaves: stops the heartbeat and removes this node's key, so others take over at once. */
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    this.stopWatch?.();
+    await this.watching;
+    await this.members.delete(this.nodeId).catch(() => undefined);
+  }
+
+  private async beat(): Promise<void> {
+    await this.members.put(this.nodeId, JSON.stringify({ at: Date.now() }));
+  }
+}
