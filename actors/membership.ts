@@ -7,6 +7,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from './logger.ts';
+import { partitionOf } from './partitions.ts';
 
 /** What a node records for a partition it holds. */
 export interface PartitionClaim {
@@ -16,6 +17,22 @@ export interface PartitionClaim {
 }
 
 const claimKey = (partition: number) => `p.${partition}`;
+
+/** Who serves a user: their partition, and the node whose claim on it is recorded (`null`: none). */
+export interface ServingNode {
+  partition: number;
+  nodeId: string | null;
+  /** When that node took the partition. */
+  since: number | null;
+}
+
+/** Reads who serves a user from the partitions bucket (for operators: the viewer and the CLI). */
+export async function servingNode(partitions: KV, userId: string, partitionCount: number): Promise<ServingNode> {
+  const partition = partitionOf(userId, partitionCount);
+  const entry = await partitions.get(claimKey(partition));
+  const claim = entry?.operation === 'PUT' ? (entry.json() as PartitionClaim) : null;
+  return { partition, nodeId: claim?.nodeId ?? null, since: claim?.since ?? null };
+}
 
 /** This node's membership: its heartbeat, the live members, and the claims of every node. */
 export class Membership {

@@ -43,8 +43,10 @@ export interface PublisherOptions {
   topology?: Topology;
   /** Publishes awaiting JetStream's acknowledgement at once; more callers wait. */
   maxInFlight?: number;
-  /** How long one publish waits for JetStream. */
+  /** How long one publish attempt waits for JetStream. @default 5000 */
   timeoutMs?: number;
+  /** How long a publish is retried through transient failures (a leader election), with the same id. @default 10000 */
+  retryForMs?: number;
 }
 
 /** Fields every publish function accepts: an id (generated when omitted) and the source time. */
@@ -61,6 +63,7 @@ export class FullmindPublisher {
   private readonly js: JetStreamClient;
   private readonly topology: Topology;
   private readonly maxInFlight: number;
+  private readonly retryForMs: number;
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
 
@@ -68,6 +71,7 @@ export class FullmindPublisher {
     this.js = jetstream(nc, { timeout: options.timeoutMs ?? 5_000 });
     this.topology = options.topology ?? createTopology();
     this.maxInFlight = options.maxInFlight ?? 256;
+    this.retryForMs = options.retryForMs ?? 10_000;
   }
 
   /** A payment event (normally from the Stripe ingress). */
@@ -132,7 +136,7 @@ export class FullmindPublisher {
     const event = this.validate(this.envelope(draft));
     await this.slot();
     try {
-      await publishEvent(this.js, this.topology.subjects, event);
+      await publishEvent(this.js, this.topology.subjects, event, { retryForMs: this.retryForMs });
     } catch (err) {
       throw new PublishError('unavailable', `NATS did not store ${event.type} ${event.id}: ${(err as Error).message}`, undefined, { cause: err });
     } finally {

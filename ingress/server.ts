@@ -52,19 +52,28 @@ export interface IngressOptions {
    */
   maxBodyBytes?: number;
   /**
-   * How long a webhook waits for JetStream to store its event before answering 503.
+   * How long one attempt to store a webhook's event waits for JetStream.
    * @default 2000
    */
   publishTimeoutMs?: number;
+  /**
+   * How long a webhook retries transient failures (a stream leader election takes 5–7 s) before
+   * answering 503, which makes Stripe retry later.
+   * @default 8000
+   */
+  publishRetryMs?: number;
+  /** The runtime node in the same process, if any: /healthz says which partitions it holds. */
+  node?: { readonly config: { readonly nodeId: string }; readonly partitions: number[] };
   /** More routes served on the same port (the clinician viewer), tried before the 404. */
   routes?: HttpRoutes;
 }
 
 /** Defaults of {@link IngressOptions}. */
-export const DEFAULT_INGRESS_OPTIONS: Readonly<Required<Pick<IngressOptions, 'port' | 'maxBodyBytes' | 'publishTimeoutMs'>>> = {
+export const DEFAULT_INGRESS_OPTIONS: Readonly<Required<Pick<IngressOptions, 'port' | 'maxBodyBytes' | 'publishTimeoutMs' | 'publishRetryMs'>>> = {
   port: 8080,
   maxBodyBytes: 512 * 1024,
   publishTimeoutMs: 2_000,
+  publishRetryMs: 8_000,
 };
 
 /** Options with their defaults filled in. */
@@ -101,7 +110,7 @@ export async function startIngress(ingressOptions: IngressOptions): Promise<Ingr
   const handler = new WebhookHandler(options, js, directory, metrics);
 
   const server = createServer((req, res) => {
-    route(req, res, handler, nc, jsm, topology, metrics.registry, options.routes).catch((err: Error) => {
+    route(req, res, handler, options, jsm, metrics.registry).catch((err: Error) => {
       log.error({ err: err.message, path: req.url }, 'request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });
     });
@@ -124,18 +133,21 @@ async function route(
   req: IncomingMessage,
   res: ServerResponse,
   webhooks: WebhookHandler,
-  nc: NatsConnection,
+  options: Resolved,
   jsm: JetStreamManager,
-  topology: Topology,
   registry: Registry,
-  extra: HttpRoutes | undefined,
 ): Promise<void> {
+  const { nc, topology, node, routes: extra } = options;
   const path = new URL(req.url ?? '/', 'http://ingress').pathname;
   if (req.method === 'POST' && path === '/webhooks/stripe') return webhooks.handle(req, res);
   if (req.method === 'GET' && path === '/healthz') {
     const streams = await Promise.all(streamConfigs(topology).map((s) => jsm.streams.info(s.name).then(() => true, () => false)));
     const ok = !nc.isClosed() && streams.every(Boolean);
-    return reply(res, ok ? 200 : 503, { nats: nc.isClosed() ? 'closed' : 'connected', streams: streams.every(Boolean) ? 'present' : 'missing' });
+    return reply(res, ok ? 200 : 503, {
+      nats: nc.isClosed() ? 'closed' : 'connected',
+      streams: streams.every(Boolean) ? 'present' : 'missing',
+      ...(node && { node: node.config.nodeId, partitions: node.partitions }),
+    });
   }
   if (req.method === 'GET' && path === '/metrics') {
     res.writeHead(200, { 'content-type': registry.contentType });
@@ -225,7 +237,7 @@ class WebhookHandler {
           return answer(400, mapping.reason, { error: mapping.reason });
         case 'event': {
           const started = performance.now();
-          const ack = await publishEvent(this.js, topology.subjects, mapping.event);
+          const ack = await publishEvent(this.js, topology.subjects, mapping.event, { retryForMs: this.options.publishRetryMs });
           this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
           log.info({ ...ids, eventType: mapping.event.type, userId: mapping.event.userId, duplicate: ack.duplicate }, 'webhook published');
           return answer(200, ack.duplicate ? 'duplicate' : 'published', { received: true, published: mapping.event.type, duplicate: ack.duplicate });

@@ -16,14 +16,15 @@ import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Stripe from 'stripe';
+import { deploymentFromEnv } from '../actors/config.ts';
+import { servingNode } from '../actors/membership.ts';
 import { UserStore } from '../actors/userStore.ts';
 import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
+import { DEFAULT_INGRESS_OPTIONS } from '../ingress/server.ts';
 import { parseSecrets } from '../ingress/stripeWebhook.ts';
 import { deriveView } from '../machines/deviceView.ts';
 import { UserEvent } from '../machines/events.ts';
 import { fromPersisted } from '../machines/userState.ts';
-import { deploymentFromEnv } from '../actors/config.ts';
-import { DEFAULT_INGRESS_OPTIONS } from '../ingress/server.ts';
 import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
@@ -101,7 +102,8 @@ async function state(): Promise<number> {
     }
     const { snapshot } = fromPersisted(record.state);
     const { devices } = snapshot.context;
-    console.log(JSON.stringify({ user: userId, state: snapshot.value, viewVersion: record.viewVersion, ...deriveView(snapshot), devices }, null, 2));
+    const servedBy = await servingNode(await new Kvm(nc).open(topology.buckets.partitions), userId, topology.options.partitions);
+    console.log(JSON.stringify({ user: userId, state: snapshot.value, viewVersion: record.viewVersion, servedBy, ...deriveView(snapshot), devices }, null, 2));
     const views = await lastViews(await jetstreamManager(nc), topology, userId, devices);
     devices.forEach((deviceId, i) => console.log(`device ${deviceId}: ${describeView(views[i] ?? null)}`));
     return 0;

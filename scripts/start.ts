@@ -56,6 +56,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
     priceTiers: parsePriceTiers(env.STRIPE_PRICE_TIERS),
     log,
     registry: node?.metrics.registry,
+    node,
     routes: viewer,
   });
   return {

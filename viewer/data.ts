@@ -20,6 +20,7 @@ import type { Topology } from '../transport/topology.ts';
 import { lastViews } from '../transport/viewStore.ts';
 import { decodeDeviceView } from '../transport/viewWire.ts';
 import { activeStateIds, type ChartGraph } from './statechart.ts';
+import { servingNode, type ServingNode } from '../actors/membership.ts';
 
 /** Where a user is in the statechart, from their stored record. */
 export interface UserSummary {
@@ -37,6 +38,8 @@ export interface UserSummary {
   devices: string[];
   /** Version of the last view published to the devices. */
   viewVersion: number;
+  /** The partition and the runtime node serving the user (on a full read; live updates leave it out). */
+  servedBy?: ServingNode;
 }
 
 /** What one device holds: its last view, without the safety content. */
@@ -137,6 +140,7 @@ export class ViewerData {
   private readonly js: JetStreamClient;
   private jsmPromise: Promise<JetStreamManager> | undefined;
   private kvPromise: Promise<KV> | undefined;
+  private partitionsPromise: Promise<KV> | undefined;
 
   constructor(nc: NatsConnection, topology: Topology, graph: ChartGraph) {
     this.nc = nc;
@@ -145,10 +149,12 @@ export class ViewerData {
     this.js = jetstream(nc);
   }
 
-  /** The user's summary, or `null` when the user has no record. */
+  /** The user's summary with the node serving them, or `null` when the user has no record. */
   async user(userId: string): Promise<UserSummary | null> {
     const { record } = await new UserStore(await this.kv()).load(userId);
-    return record && summarizeUser(this.graph, userId, record);
+    if (!record) return null;
+    const servedBy = await servingNode(await this.partitions(), userId, this.topology.options.partitions);
+    return { ...summarizeUser(this.graph, userId, record), servedBy };
   }
 
   /** The last view of each device (those without a readable view yet are left out). */
@@ -246,6 +252,13 @@ export class ViewerData {
   private jsm(): Promise<JetStreamManager> {
     return (this.jsmPromise ??= jetstreamManager(this.nc).catch((err: unknown) => {
       this.jsmPromise = undefined;
+      throw err;
+    }));
+  }
+
+  private partitions(): Promise<KV> {
+    return (this.partitionsPromise ??= new Kvm(this.nc).open(this.topology.buckets.partitions).catch((err: unknown) => {
+      this.partitionsPromise = undefined;
       throw err;
     }));
   }

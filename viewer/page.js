@@ -70,6 +70,7 @@
     }
     if (user.graceEndsAt) parts.push(`Grace period (${user.graceReason}) ends ${formatTime(user.graceEndsAt)}`);
     if (user.trialEndsAt) parts.push(`Trial ends ${formatTime(user.trialEndsAt)}`);
+    if (user.servedBy) parts.push(`Served by ${user.servedBy.nodeId ?? 'no node yet'} (partition ${user.servedBy.partition})`);
     summary.textContent = parts.join(' · ');
     summary.dataset.subscription = value.subscription;
     summary.dataset.crisis = value.crisis;
@@ -237,7 +238,8 @@
     });
     source.addEventListener('user', (m) => {
       if (current !== state) return;
-      state.user = JSON.parse(m.data);
+      // A live update carries the record only: who serves the user stays as last read.
+      state.user = { servedBy: state.user?.servedBy, ...JSON.parse(m.data) };
       renderUser();
       renderDevices();
     });

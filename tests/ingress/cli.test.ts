@@ -51,6 +51,7 @@ describe('fullmind-sync CLI', () => {
       return s.out.includes('crisis=true') ? s : undefined;
     }, 'the crisis in the state');
     expect(state.out).toContain('"subscription": "premium"');
+    expect(state.out).toContain('"nodeId": "node-1"');
     expect(state.out).toMatch(/device phone: v\d+ premium\/active crisis=true/);
 
     const audit = await cli('audit', user);

@@ -181,9 +181,10 @@ describe('NATS outage', () => {
 });
 
 describe('health and metrics', () => {
-  it('/healthz reports NATS and the streams; /metrics exposes runtime and ingress counters', async () => {
+  it('/healthz reports NATS, the streams and the partitions this node holds; /metrics exposes runtime and ingress counters', async () => {
     const base = `http://127.0.0.1:${system().runtime.httpPort}`;
-    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ nats: 'connected', streams: 'present' });
+    const partitions = Array.from({ length: system().client.topology.options.partitions }, (_, p) => p);
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ nats: 'connected', streams: 'present', node: 'node-1', partitions });
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(text).toMatch(/^fm_webhooks_total\{outcome="published",node="node-1"\} [1-9]\d*$/m);
     expect(text).toMatch(/^fm_events_applied_total\{node="node-1"\} [1-9]\d*$/m);

@@ -17,6 +17,7 @@ import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
 import { machineWithPausedState } from './machines.ts';
+import { partitionOf } from '../../actors/partitions.ts';
 
 const TOKEN = `clinician-${randomUUID()}`;
 const system = useSystem({ CLINICIAN_TOKEN: TOKEN, PORT: '0' }, { script: 'scripts/start.ts' });
@@ -116,6 +117,8 @@ describe('read-only API', () => {
       devices: ['phone', 'web'],
     });
     expect(user.activeStateIds).toEqual(['user', 'user.subscription', 'user.subscription.premium', 'user.crisis', 'user.crisis.active']);
+    // Which node serves the user: the claim on its partition.
+    expect(user.servedBy).toMatchObject({ partition: partitionOf(userId, system().client.topology.options.partitions), nodeId: 'node-1' });
     const views = await Promise.all(['phone', 'web'].map((d) => system().client.lastView(userId, d)));
     expect(devices.map((d: { deviceId: string; version: number }) => [d.deviceId, d.version])).toEqual(views.map((v) => [v!.deviceId, v!.version]));
     expect(devices[0]).toMatchObject({ tier: 'premium', crisis: { active: true, level: 'high' } });
