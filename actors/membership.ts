@@ -1,9 +1,11 @@
 /**
- * Cluster membership and partition claims, kept in JetStream KV. A node is live while its key in
- * the members bucket is (it puts it every heartbeat; the bucket's age limit drops a key its node
- * stopped renewing). A node records each partition it holds in the partitions bucket (`p.<n>` →
- * claim), which every node follows, so a node takes a partition only once no live node holds it,
- * and operators, the viewer and the CLI can see who serves a user.
+ * Cluster membership and partition claims, kept in JetStream KV. A node puts its key in the members
+ * bucket every heartbeat (the bucket's age limit drops a key its node stopped renewing); every node
+ * watches the bucket and counts a node live while it has seen a put from it within the members'
+ * time to live (an expiry by age sends a watch nothing, so silence is what tells). A node records
+ * each partition it holds in the partitions bucket (`p.<n>` → claim), which every node follows, so
+ * a node takes a partition only once no live node holds it, and operators, the viewer and the CLI
+ * can see who serves a user.
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from './logger.ts';
@@ -40,40 +42,44 @@ export class Membership {
   private readonly members: KV;
   private readonly partitions: KV;
   private readonly log: Logger;
+  private readonly ttlMs: number;
   private readonly claims = new Map<number, PartitionClaim>();
+  /** When this node last saw each member's heartbeat (its own clock). */
+  private readonly seen = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
-  private stopWatch: (() => void) | undefined;
-  private watching: Promise<void> | undefined;
+  private readonly stopWatches: Array<() => void> = [];
+  private readonly watching: Promise<void>[] = [];
 
-  constructor(nodeId: string, members: KV, partitions: KV, log: Logger) {
+  constructor(nodeId: string, members: KV, partitions: KV, ttlMs: number, log: Logger) {
     this.nodeId = nodeId;
     this.members = members;
     this.partitions = partitions;
+    this.ttlMs = ttlMs;
     this.log = log;
   }
 
-  /** Joins: puts this node's key now and every `heartbeatMs`, and follows every node's claims. */
+  /** Joins: puts this node's key now and every `heartbeatMs`, and follows every member and claim. */
   async start(heartbeatMs: number): Promise<void> {
+    await this.follow(this.members, (key, value) => {
+      if (value) this.seen.set(key, Date.now());
+      else this.seen.delete(key);
+    });
+    await this.follow(this.partitions, (key, value) => {
+      const partition = Number(key.slice(2));
+      if (value) this.claims.set(partition, JSON.parse(value) as PartitionClaim);
+      else this.claims.delete(partition);
+    });
     await this.beat();
     this.heartbeat = setInterval(() => {
       this.beat().catch((err: Error) => this.log.warn({ err: err.message }, 'membership heartbeat failed'));
     }, heartbeatMs);
-    const watcher = await this.partitions.watch();
-    this.stopWatch = () => watcher.stop();
-    this.watching = (async () => {
-      for await (const entry of watcher) {
-        const partition = Number(entry.key.slice(2));
-        if (entry.operation === 'PUT') this.claims.set(partition, JSON.parse(entry.string()) as PartitionClaim);
-        else this.claims.delete(partition);
-      }
-    })();
   }
 
-  /** The live members' node ids (this one among them while its heartbeat is stored). */
-  async live(): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const key of await this.members.keys()) keys.push(key);
-    return keys;
+  /** The live members' node ids: seen within the time to live (this one always). */
+  live(): string[] {
+    const since = Date.now() - this.ttlMs;
+    const live = [...this.seen].filter(([node, at]) => node === this.nodeId || at >= since).map(([node]) => node);
+    return live.includes(this.nodeId) ? live : [...live, this.nodeId];
   }
 
   /** Partitions a live node other than this one holds. */
@@ -104,9 +110,20 @@ export class Membership {
   /** Leaves: stops the heartbeat and removes this node's key, so others take over at once. */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
-    this.stopWatch?.();
-    await this.watching;
+    for (const stop of this.stopWatches) stop();
+    await Promise.all(this.watching);
     await this.members.delete(this.nodeId).catch(() => undefined);
+  }
+
+  /** Follows a bucket: each put with its value, each delete or purge with `null`. */
+  private async follow(kv: KV, apply: (key: string, value: string | null) => void): Promise<void> {
+    const watcher = await kv.watch();
+    this.stopWatches.push(() => watcher.stop());
+    this.watching.push(
+      (async () => {
+        for await (const entry of watcher) apply(entry.key, entry.operation === 'PUT' ? entry.string() : null);
+      })(),
+    );
   }
 
   private async beat(): Promise<void> {

@@ -87,7 +87,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       normal: this.laneOutput(new Publisher(jetstream(this.nc), jsm, topology), users),
       crisis: this.laneOutput(new Publisher(jetstream(this.crisisNc), crisisJsm, topology), crisisUsers),
     };
-    this.membership = new Membership(config.nodeId, members, partitions, this.log);
+    this.membership = new Membership(config.nodeId, members, partitions, topology.options.memberTtlMs, this.log);
     await this.membership.start(config.ownership.heartbeatMs);
     // `fm.ctl.metrics` is answered by every node (a cluster-wide view), `fm.ctl.metrics.<nodeId>` by this one.
     this.controls = [topology.subjects.control('metrics'), topology.subjects.control(`metrics.${config.nodeId}`)].map((subject) =>
@@ -131,9 +131,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private async reconcile(): Promise<void> {
     if (this.stopRequested) return;
     try {
-      const live = await this.membership.live();
-      const { partitions } = this.topology.options;
-      const assignment = assignPartitions(partitions, live.includes(this.config.nodeId) ? live : [...live, this.config.nodeId]);
+      const live = this.membership.live();
+      const assignment = assignPartitions(this.topology.options.partitions, live);
       const held = new Set(this.held.keys());
       const moves = planMoves(this.config.nodeId, assignment, held, this.membership.heldElsewhere(live), this.config.ownership.releasePerTick);
       await Promise.all(moves.release.map((p) => this.handOver(p)));
