@@ -21,3 +21,15 @@ export function isTransient(err: unknown): boolean {
   }
   return false;
 }
+
+/** JetStream's "no suitable peers for placement": a replicated asset asked of a cluster still forming. */
+const NO_PEERS_FOR_PLACEMENT = 10005;
+
+/**
+ * Whether a request failed because a cluster is not (yet, or not now) able to place a replicated
+ * stream or consumer: its servers are still meeting, or too few of them are up. Worth waiting for at
+ * start-up; terminal otherwise.
+ */
+export function isClusterForming(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === NO_PEERS_FOR_PLACEMENT;
+}

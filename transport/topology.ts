@@ -7,6 +7,7 @@
  * `actors/partitions.ts` computes it), and each lane has one durable consumer per partition with a
  * `pinned_client` priority group, so the server lets one node pull a partition at a time.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -22,6 +23,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { isClusterForming, isTransient } from './errors.ts';
 import { createSubjects, DEFAULT_PREFIX, type Lane, type Subjects } from './subjects.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -203,8 +205,24 @@ export interface Provisioned {
   customers: KV;
 }
 
-/** Creates or updates every stream, durable consumer and KV bucket of the topology. Idempotent. */
-export async function provision(nc: NatsConnection, t: Topology): Promise<Provisioned> {
+/**
+ * Creates or updates every stream, durable consumer and KV bucket of the topology. Idempotent. At
+ * start-up a cluster may still be forming, or electing leaders: such failures are waited out for
+ * up to `readyWithinMs`.
+ */
+export async function provision(nc: NatsConnection, t: Topology, readyWithinMs = 30_000): Promise<Provisioned> {
+  const giveUpAt = Date.now() + readyWithinMs;
+  for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+    try {
+      return await provisionOnce(nc, t);
+    } catch (err) {
+      if (!(isTransient(err) || isClusterForming(err)) || Date.now() + delayMs > giveUpAt) throw err;
+      await sleep(delayMs);
+    }
+  }
+}
+
+async function provisionOnce(nc: NatsConnection, t: Topology): Promise<Provisioned> {
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(t)) {
     const exists = await jsm.streams.info(config.name).then(
