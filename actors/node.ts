@@ -142,7 +142,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     }
   }
 
-  /** Takes a partition: both lanes' consumers (crisis first), each replaying what its last holder left unacknowledged. */
+  /** Takes a partition: both lanes' consumers (crisis first), each reset to its ack floor when its last holder left messages unacknowledged. */
   private async take(partition: number): Promise<void> {
     const started = performance.now();
     const consumers = (['crisis', 'normal'] as const).map((lane) => {
@@ -168,22 +168,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    * their commits finish, then unpins it and removes the claim, so the next owner takes it at once.
    */
   private async handOver(partition: number): Promise<void> {
-    this.releasing.add(partition);
-    const consumers = this.held.get(partition) ?? [];
-    await Promise.all(consumers.map((c) => c.stop()));
-    const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
-    for (const d of this.scheduler.drop((d) => inPartition(d.event.userId))) d.nak();
-    const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
-    for (const a of actors) a.surrender();
-    const deadline = Date.now() + this.config.stopGraceMs;
-    while (actors.some((a) => !a.idle) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    for (const a of actors) this.passivate(a.userId);
-    await Promise.all(consumers.map((c) => c.unpin().catch(() => undefined)));
-    await this.membership.unclaim(partition);
-    this.held.delete(partition);
-    this.releasing.delete(partition);
+    await this.leave(partition, true);
     this.metrics.partitionsHandedOver++;
-    this.metrics.partitionsHeld = this.held.size;
     this.log.info({ partition }, 'partition handed over');
   }
 
@@ -194,13 +180,30 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     void this.drop(partition);
   }
 
-  /** Forgets a partition at once (lost, or not taken): its users stop, and their events go back to the lane. */
+  /** Forgets a partition at once (lost, or not taken): what its users have not started goes back to the lane. */
   private async drop(partition: number): Promise<void> {
+    await this.leave(partition, false);
+  }
+
+  /**
+   * Stops serving a partition: no more pulls, its waiting deliveries and what its users have not
+   * started go back to the lane; `handOver` also waits for their commits, passivates them and
+   * unpins the partition for the next owner. The claim goes last.
+   */
+  private async leave(partition: number, handOver: boolean): Promise<void> {
     this.releasing.add(partition);
-    await Promise.all((this.held.get(partition) ?? []).map((c) => c.stop()));
+    const consumers = this.held.get(partition) ?? [];
+    await Promise.all(consumers.map((c) => c.stop()));
     const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
     for (const d of this.scheduler.drop((d) => inPartition(d.event.userId))) d.nak();
-    for (const a of [...this.residents.values()].filter((x) => inPartition(x.userId))) a.surrender();
+    const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
+    for (const a of actors) a.surrender();
+    if (handOver) {
+      const deadline = Date.now() + this.config.stopGraceMs;
+      while (actors.some((a) => !a.idle) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      for (const a of actors) this.passivate(a.userId);
+      await Promise.all(consumers.map((c) => c.unpin().catch(() => undefined)));
+    }
     await this.membership.unclaim(partition).catch(() => undefined);
     this.held.delete(partition);
     this.releasing.delete(partition);
