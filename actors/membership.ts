@@ -7,6 +7,7 @@
  * a node takes a partition only once no live node holds it, and operators, the viewer and the CLI
  * can see who serves a user.
  */
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from './logger.ts';
 import { partitionOf } from './partitions.ts';
@@ -44,6 +45,8 @@ export class Membership {
   private readonly log: Logger;
   private readonly ttlMs: number;
   private readonly claims = new Map<number, PartitionClaim>();
+  /** The revision of each claim this node wrote and has not removed. */
+  private readonly ownClaims = new Map<number, number>();
   /** When this node last saw each member's heartbeat (its own clock). */
   private readonly seen = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
@@ -58,8 +61,13 @@ export class Membership {
     this.log = log;
   }
 
-  /** Joins: puts this node's key now and every `heartbeatMs`, and follows every member and claim. */
+  /**
+   * Joins: puts this node's key now and every `heartbeatMs`, and follows every member and claim.
+   * Resolves once the members and claims present are known (see {@link follow}).
+   */
   async start(heartbeatMs: number): Promise<void> {
+    // First, so that the members bucket is never empty when it is followed.
+    await this.beat();
     await this.follow(this.members, (key, value) => {
       if (value) this.seen.set(key, Date.now());
       else this.seen.delete(key);
@@ -69,7 +77,6 @@ export class Membership {
       if (value) this.claims.set(partition, JSON.parse(value) as PartitionClaim);
       else this.claims.delete(partition);
     });
-    await this.beat();
     this.heartbeat = setInterval(() => {
       this.beat().catch((err: Error) => this.log.warn({ err: err.message }, 'membership heartbeat failed'));
     }, heartbeatMs);
@@ -96,15 +103,26 @@ export class Membership {
   /** Records that this node holds a partition. */
   async claim(partition: number): Promise<void> {
     const claim: PartitionClaim = { nodeId: this.nodeId, since: Date.now() };
-    await this.partitions.put(claimKey(partition), JSON.stringify(claim));
+    this.ownClaims.set(partition, await this.partitions.put(claimKey(partition), JSON.stringify(claim)));
     this.claims.set(partition, claim);
   }
 
-  /** Removes this node's claim on a partition (not another node's). */
+  /**
+   * Removes this node's claim on a partition, not another node's: the delete expects the revision
+   * this node wrote. A node that lost a partition would otherwise remove the claim of the node that
+   * took it, whenever its own copy of the claims had not caught up yet; the partition would then
+   * look free while it is served.
+   */
   async unclaim(partition: number): Promise<void> {
-    if (this.claims.get(partition)?.nodeId !== this.nodeId) return;
-    await this.partitions.delete(claimKey(partition));
-    this.claims.delete(partition);
+    const revision = this.ownClaims.get(partition);
+    if (revision === undefined) return;
+    try {
+      await this.partitions.delete(claimKey(partition), { previousSeq: revision });
+      this.claims.delete(partition);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence)) throw err;
+    }
+    this.ownClaims.delete(partition);
   }
 
   /** Leaves: stops the heartbeat and removes this node's key, so others take over at once. */
@@ -115,15 +133,28 @@ export class Membership {
     await this.members.delete(this.nodeId).catch(() => undefined);
   }
 
-  /** Follows a bucket: each put with its value, each delete or purge with `null`. */
+  /**
+   * Follows a bucket: each put with its value, each delete or purge with `null`. Resolves once the
+   * values the bucket held when the watch started are applied: a node deciding before that would
+   * see no members and no claims, and take partitions that live nodes hold.
+   */
   private async follow(kv: KV, apply: (key: string, value: string | null) => void): Promise<void> {
+    // The watch marks the last of the values present at its start as its first update (an empty
+    // bucket has none to wait for; a value stored between the two reads only makes one more).
+    const present = (await kv.status()).values;
     const watcher = await kv.watch();
+    const loaded = Promise.withResolvers<void>();
+    if (present === 0) loaded.resolve();
     this.stopWatches.push(() => watcher.stop());
     this.watching.push(
       (async () => {
-        for await (const entry of watcher) apply(entry.key, entry.operation === 'PUT' ? entry.string() : null);
-      })(),
+        for await (const entry of watcher) {
+          apply(entry.key, entry.operation === 'PUT' ? entry.string() : null);
+          if (entry.isUpdate) loaded.resolve();
+        }
+      })().finally(loaded.resolve),
     );
+    await loaded.promise;
   }
 
   private async beat(): Promise<void> {
