@@ -63,13 +63,14 @@ export async function lanesSettled(client: TestClient): Promise<void> {
 /**
  * Waits until devices (`user:device`, running) took every view stored for them: each one's
  * consumer on the views stream has nothing pending and nothing unacknowledged. A device
- * acknowledges a view after it applied and printed it.
+ * acknowledges a view after it applied and printed it. `timeoutMs` is each device's (waitFor's
+ * default when omitted).
  */
-export async function devicesSettled(client: TestClient, devices: readonly string[]): Promise<void> {
+export async function devicesSettled(client: TestClient, devices: readonly string[], timeoutMs?: number): Promise<void> {
   const { streams } = client.topology;
   for (const device of devices) {
     const [userId, deviceId] = device.split(':') as [string, string];
-    await waitFor(() => drained(client, streams.views, consumerName(userId, deviceId)), `${device} to have taken every view`);
+    await waitFor(() => drained(client, streams.views, consumerName(userId, deviceId)), `${device} to have taken every view`, timeoutMs);
   }
 }
 
