@@ -2,7 +2,8 @@
  * Cluster membership and partition claims, kept in JetStream KV. A node puts its key in the members
  * bucket every heartbeat (the bucket's age limit drops a key its node stopped renewing); every node
  * watches the bucket and counts a node live while it has seen a put from it within the members'
- * time to live (an expiry by age sends a watch nothing, so silence is what tells). A node records
+ * time to live, counted in its own heartbeats seen back (an expiry by age sends a watch nothing,
+ * so silence is what tells). A node records
  * each partition it holds in the partitions bucket (`p.<n>` → claim), which every node follows, so
  * a node takes a partition only once no live node holds it, and operators, the viewer and the CLI
  * can see who serves a user.
@@ -47,8 +48,18 @@ export class Membership {
   private readonly claims = new Map<number, PartitionClaim>();
   /** The revision of each claim this node wrote and has not removed. */
   private readonly ownClaims = new Map<number, number>();
-  /** When this node last saw each member's heartbeat (its own clock). */
+  /**
+   * This node's own heartbeats seen back through the watch: the clock members age by. Wall time
+   * would make every member look gone to a node whose watch fell behind (a busy event loop runs
+   * its ownership timer before it reads the heartbeats waiting on the socket) or while the
+   * bucket cannot store heartbeats (its leader being elected): that node would take everyone's
+   * partitions. Counted in its own heartbeats, nobody ages while this node's view is stale.
+   */
+  private beats = 0;
+  /** {@link beats} when this node last saw each member's heartbeat. */
   private readonly seen = new Map<string, number>();
+  /** Heartbeats of this node that a member may miss and still be live: the members' TTL in heartbeats. */
+  private missable = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly stopWatches: Array<() => void> = [];
   private readonly watching: Promise<void>[] = [];
@@ -68,8 +79,10 @@ export class Membership {
   async start(heartbeatMs: number): Promise<void> {
     // First, so that the members bucket is never empty when it is followed.
     await this.beat();
+    this.missable = Math.ceil(this.ttlMs / heartbeatMs);
     await this.follow(this.members, (key, value) => {
-      if (value) this.seen.set(key, Date.now());
+      if (key === this.nodeId && value) this.beats++;
+      if (value) this.seen.set(key, this.beats);
       else this.seen.delete(key);
     });
     await this.follow(this.partitions, (key, value) => {
@@ -82,10 +95,9 @@ export class Membership {
     }, heartbeatMs);
   }
 
-  /** The live members' node ids: seen within the time to live (this one always). */
+  /** The live members' node ids: seen within the time to live, counted in this node's heartbeats (this one always). */
   live(): string[] {
-    const since = Date.now() - this.ttlMs;
-    const live = [...this.seen].filter(([node, at]) => node === this.nodeId || at >= since).map(([node]) => node);
+    const live = [...this.seen].filter(([node, at]) => node === this.nodeId || this.beats - at <= this.missable).map(([node]) => node);
     return live.includes(this.nodeId) ? live : [...live, this.nodeId];
   }
 
