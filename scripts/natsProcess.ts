@@ -6,7 +6,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { connect as tcpConnect } from 'node:net';
+import { createServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -92,6 +92,18 @@ export async function startNatsProcess(options: NatsProcessOptions): Promise<Nat
   return { child, exited, terminate };
 }
 
+/** A loopback port that was free a moment ago; the OS picks it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
+
 /** True once the port accepts connections. */
 export function acceptsTcp(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -146,6 +158,8 @@ export interface NatsCluster {
   readonly servers: readonly ClusterServerOptions[];
   /** kill -9 of one server; resolves once it has exited. Its store stays. */
   kill(name: string): Promise<void>;
+  /** The process id of a running server (its CPU time is read from /proc); undefined once killed. */
+  pid(name: string): number | undefined;
   /** Starts a killed server again from its store; resolves once it is healthy (caught up). */
   restart(name: string): Promise<void>;
   /** Stops every server (SIGTERM, then SIGKILL after 10 s). */
@@ -194,6 +208,10 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
       if (!p) return;
       p.child.kill('SIGKILL');
       await p.exited;
+    },
+    pid(name) {
+      const p = running.get(member(name).name);
+      return p && p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined;
     },
     async restart(name) {
       running.set(name, await launch(member(name)));
