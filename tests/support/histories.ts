@@ -8,6 +8,7 @@ import { expect } from 'vitest';
 import type { UserRecord } from '../../actors/userRecord.ts';
 import { deriveView, inCrisis, subscriptionStateOf } from '../../machines/deviceView.ts';
 import type { UserEvent } from '../../machines/events.ts';
+import { userMachine, type UserMachine } from '../../machines/userMachine.ts';
 import { applyEvent, createUserState, DEDUP_WINDOW, toPersisted, type UserState } from '../../machines/userState.ts';
 import { laneOf } from '../../transport/subjects.ts';
 import type { AuditRecord } from '../../transport/schemas.ts';
@@ -69,10 +70,11 @@ const regions = ({ snapshot }: UserState): AuditRecord['from'] => ({
 
 /**
  * Checks that a stored record is the fold of all of `events`, each applied once, every lane in the
- * order published (any merge of the two lanes), and returns that fold. Time starts at the first
- * event applied (a new user's trial; every history here leaves the trial at its second event).
+ * order published (any merge of the two lanes), and returns that fold (by `machine`: the nodes'
+ * policy). Time starts at the first event applied (a new user's trial; every history here leaves
+ * the trial at its second event).
  */
-export function expectFoldOf(user: string, record: UserRecord | null | undefined, events: readonly UserEvent[]): Fold {
+export function expectFoldOf(user: string, record: UserRecord | null | undefined, events: readonly UserEvent[], machine: UserMachine = userMachine): Fold {
   expect(events.length, user).toBeLessThanOrEqual(DEDUP_WINDOW);
   const ids = record?.state.recentEventIds ?? [];
   const byId = new Map(events.map((e) => [e.id, e]));
@@ -83,11 +85,11 @@ export function expectFoldOf(user: string, record: UserRecord | null | undefined
     const applied = order.filter((e) => laneOf(e.type) === lane).map((e) => e.id);
     expect(applied, `${user}: ${lane} lane applied in order`).toEqual(events.filter((e) => laneOf(e.type) === lane).map((e) => e.id));
   }
-  let state = createUserState(user, order[0]!.at);
+  let state = createUserState(user, order[0]!.at, machine);
   const states = [state];
   const transitions: Transition[] = [];
   for (const e of order) {
-    const step = applyEvent(state, e);
+    const step = applyEvent(state, e, machine);
     expect(step.outcome, `${user}: ${e.id}`).toBe('applied');
     const [from, to] = [regions(state), regions(step.state)];
     if (from.subscription !== to.subscription || from.crisis !== to.crisis) transitions.push({ eventId: e.id, from, to });
