@@ -28,7 +28,7 @@ export interface RetryPolicy {
 export interface OwnershipPolicy {
   /** How often the node compares the partitions it holds with the assignment. @default 250 */
   tickMs: number;
-  /** How often the node renews its membership (well under the topology's `memberTtlMs`). @default 300 */
+  /** How often the node renews its membership (well under the topology's `memberTtlMs`). @default 200 */
   heartbeatMs: number;
   /** Partitions handed over per tick when another node should own them: a joining node takes its share gradually. @default 4 */
   releasePerTick: number;
@@ -140,7 +140,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   nodeId: 'node-1',
   natsUrl: DEFAULT_NATS_URL,
   topology: DEFAULT_TOPOLOGY_OPTIONS,
-  ownership: { tickMs: 250, heartbeatMs: 300, releasePerTick: 4 },
+  ownership: { tickMs: 250, heartbeatMs: 200, releasePerTick: 4 },
   policy: DEFAULT_POLICY,
   delivery: DEFAULT_DELIVERY,
   idleMs: 60_000,

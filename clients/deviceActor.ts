@@ -79,6 +79,8 @@ export class DeviceActor {
         ack_policy: AckPolicy.Explicit,
         max_ack_pending: 1,
         inactive_threshold: nanos(ABANDONED_AFTER_MS),
+        // A device's read position, not data: one replica, whatever the views stream has.
+        num_replicas: 1,
       });
     }
     const consumer = await jetstream(options.nc).consumers.get(t.streams.views, name);

@@ -47,7 +47,11 @@ export interface TopologyOptions {
    * @default 3000
    */
   pinTimeoutMs: number;
-  /** How long a node stays a member after its last heartbeat. @default 1500 */
+  /**
+   * How long a node stays a member after its last heartbeat: the larger part of a failover (the
+   * survivors take a dead node's partitions on their next ownership tick after it).
+   * @default 1200
+   */
   memberTtlMs: number;
   /** How long the lanes keep events: the window for replays and audits of raw input. */
   eventRetentionMs: number;
@@ -70,7 +74,7 @@ export const DEFAULT_TOPOLOGY_OPTIONS: Readonly<TopologyOptions> = {
   partitions: 64,
   replicas: 1,
   pinTimeoutMs: 3_000,
-  memberTtlMs: 1_500,
+  memberTtlMs: 1_200,
   eventRetentionMs: 30 * DAY_MS,
   duplicateWindowMs: 2 * 60 * 1000,
   normalMaxAckPending: 256,
