@@ -105,11 +105,27 @@ export class RuntimeNode implements ActorHost, PartitionSink {
 
   /** The next ownership tick, once this one is done (a hand-over may take a while). */
   private scheduleTick(): void {
+    const due = Date.now() + this.config.ownership.tickMs;
     this.ownershipTimer = setTimeout(() => {
+      this.giveUpAfterStall(Date.now() - due);
       this.reconciling = this.reconcile().finally(() => {
         if (!this.stopRequested) this.scheduleTick();
       });
     }, this.config.ownership.tickMs);
+  }
+
+  /**
+   * A tick this late means the process stood still (SIGSTOP, a paused VM, a starved event loop)
+   * longer than the others wait for its heartbeats: they may have taken its partitions meanwhile,
+   * and even handed them back, in which case the server pins this node's next pull again and no
+   * unpin ever reaches it (seen in tests/cluster/pausedOwner.test.ts: it went on serving two
+   * partitions with no claim, so ownership never settled). So it gives them all up; the next ticks
+   * take back, properly (reset to the ack floor, claimed), what is still its own.
+   */
+  private giveUpAfterStall(lateMs: number): void {
+    if (lateMs <= this.topology.options.memberTtlMs || this.held.size === 0) return;
+    this.log.warn({ stalledMs: lateMs, partitions: this.partitions }, 'stalled past the members\' time to live: giving partitions up');
+    for (const p of this.held.keys()) if (!this.releasing.has(p)) void this.drop(p);
   }
 
   /** The metrics a node answers with; `gc` asks for a collection first (run with --expose-gc), for heap measurements. */
