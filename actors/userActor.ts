@@ -1,9 +1,9 @@
 /**
  * A user actor: one user's statechart in memory, its two-lane mailbox (crisis first), and the
  * commit that makes its work durable. Events are applied one at a time; a commit (planned by the
- * pure `planCommit`) publishes the new view to every device (version +1, only when it changed),
- * appends audit records, writes the record fenced by its KV revision and the deadline index, all at
- * once, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
+ * pure `planCommit`) writes the record fenced by its KV revision, then publishes the new view to
+ * every device (version +1, only when it changed), appends audit records and sets the deadline's
+ * schedule, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
  * redelivery, and redelivery is idempotent.
  */
 import { coalesceDelay, compressView, isDowngrade } from '../machines/delivery.ts';
@@ -264,15 +264,15 @@ export class UserActor {
       const before = deriveView(fromPersisted(loaded.state, this.host.machine).snapshot);
       await this.retry('publish output', () => this.publish(output.publisher, plan.resume!, loaded.viewVersion, before, loaded.safety));
     }
-    // The output, the record and the deadline go out together (one round trip): the outbox in the
-    // record lets the next owner finish a commit that died in between, and a deadline's schedule
-    // is idempotent (its event is checked against the state when it is applied).
-    const [, revision] = await Promise.all([
+    // The record first, fenced by its revision: only the user's owner may then publish. A views
+    // stream keeps each device's last view, and a deadline is one schedule per user, so output
+    // from an owner that lost the user (paused past its partition's move) would replace the new
+    // owner's. The outbox in the record lets the next owner finish a commit that died after it.
+    this.revision = await this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision));
+    await Promise.all([
       this.retry('publish output', () => this.publish(output.publisher, plan.outbox, plan.version, view, this.safety)),
-      this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision)),
       plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
-    this.revision = revision;
     this.viewVersion = plan.version;
     this.unfinished = null;
     metrics.viewsPublished += plan.outbox.viewDevices.length;
