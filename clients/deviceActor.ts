@@ -84,7 +84,8 @@ export class DeviceActor {
       });
     }
     const consumer = await jetstream(options.nc).consumers.get(t.streams.views, name);
-    return new DeviceActor(options, await consumer.consume({ max_messages: 1 }));
+    // A pull waits 5 s, not nats.js's 30: after a server restart a device pulls again that soon.
+    return new DeviceActor(options, await consumer.consume({ max_messages: 1, expires: 5_000 }));
   }
 
   /** The view the device holds now. */
