@@ -7,11 +7,10 @@
  * break any relative include in it.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { startNatsProcess, type NatsProcess } from '../../scripts/natsProcess.ts';
+import { freePort, startNatsProcess, type NatsProcess } from '../../scripts/natsProcess.ts';
 
 /** Options for {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -37,17 +36,7 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-/** A port that was free a moment ago; the OS picks it. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port assigned'))));
-    });
-  });
-}
+export { freePort };
 
 /** Starts nats-server from nats.conf on free ports with a temp store and waits until it is ready. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
