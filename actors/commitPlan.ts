@@ -3,12 +3,13 @@
  * devices get the view, which lost it, the record with its outbox, the deadline, and what a previous
  * owner left unfinished. `UserActor` performs the plan; everything here is pure and deterministic.
  *
- * Versions: a view goes out at version + 1 only when what the devices see changed. A previous
- * owner that crashed or was fenced between publishing views and saving the record left devices
- * holding a version the record does not know; a version is never reused, because a device holding
- * it would skip different content under it as not newer. When the devices already show the
- * current content under that version it is adopted, otherwise the current view goes to all of them
- * above it.
+ * Versions: a view goes out at version + 1 only when what the devices see changed. A commit saves
+ * its record before it publishes, so a crash leaves at most a record whose output is unpublished
+ * (its outbox, finished by the next owner). Devices can still hold a version the record does not
+ * know when views went out without their record (a runtime that published first, as this one did
+ * before it ran on several nodes): a version is never reused, because a device holding it would
+ * skip different content under it as not newer. When the devices already show the current content
+ * under that version it is adopted, otherwise the current view goes to all of them above it.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { deadlinesEqual, pendingDeadline, type Deadline } from '../machines/deadlines.ts';

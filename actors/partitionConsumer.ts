@@ -63,7 +63,7 @@ export class PartitionConsumer {
     return laneConsumerName(this.lane, this.partition);
   }
 
-  /** Takes the partition's lane over: unpins the last holder, or rewinds to its ack floor, then consumes. */
+  /** Takes the partition's lane over: unpins the last holder, rewinds to the ack floor if it left messages unacknowledged, consumes. */
   async start(yieldEvery: number): Promise<void> {
     const info: PinnedConsumerInfo = await this.jsm.consumers.info(this.stream, this.name);
     if (info.priority_groups?.some((g) => g.pinned_client_id)) await this.jsm.consumers.unpin(this.stream, this.name, PRIORITY_GROUP);
