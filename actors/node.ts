@@ -306,7 +306,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    */
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
-    if (this.releasing.has(partitionOf(userId, this.topology.options.partitions))) {
+    if (this.releasing.size > 0 && this.releasing.has(partitionOf(userId, this.topology.options.partitions))) {
       d.nak();
       this.scheduler.release(d);
       return;

@@ -35,9 +35,9 @@ export const UserRecord = z.strictObject({
   /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
   lastSeq: z.strictObject({ normal: StreamSeq, crisis: StreamSeq }),
   /**
-   * What the commit that wrote this record publishes (views, audit records, purges), saved at the
-   * same time as it is published: if the node dies between the two, the next owner publishes it
-   * again from here (see `UserActor`). Absent when the commit published nothing.
+   * What the commit that wrote this record publishes (views, audit records, purges), saved before
+   * it is published: if the node dies after the save, the next owner publishes it again from here
+   * (see `UserActor`). Absent when the commit published nothing.
    */
   outbox: Outbox.optional(),
 });

@@ -1,7 +1,8 @@
 /**
- * The deadline a user's state is waiting for. The runtime keeps it in a durable index and, when it
- * passes, publishes the deadline event onto the normal lane, so a passivated or restarted user still
- * lapses on time and the deadline is part of the user's event history like any other input.
+ * The deadline a user's state is waiting for. The runtime keeps it as a server-side schedule that
+ * publishes the deadline event onto the user's normal lane when it passes, so a passivated or
+ * restarted user still lapses on time and the deadline is part of the user's event history like any
+ * other input.
  */
 import { subscriptionStateOf } from './deviceView.ts';
 import type { EventOf } from './events.ts';
@@ -28,7 +29,7 @@ export function pendingDeadline(snapshot: UserSnapshot): Deadline | null {
 
 /**
  * The event a passed deadline raises. Its id is derived from user, type and time, so however often
- * it is raised (timer, restart, another node) it is applied once; its `at` is the deadline itself,
+ * it is raised it is applied once; its `at` is the deadline itself,
  * so the statechart's guard sees the deadline as passed whenever the event is applied.
  */
 export function deadlineEvent(userId: string, deadline: Deadline): EventOf<'trial_ended' | 'grace_ended'> {
