@@ -1,15 +1,16 @@
 /**
- * What a user's commit writes, decided apart from the I/O that writes it: the view version, which
- * devices get the view, which lost it, the record with its outbox, the deadline, and what a previous
- * owner left unfinished. `UserActor` performs the plan; everything here is pure and deterministic.
+ * What a user's commit writes, decided apart from the I/O that writes it: the view version and
+ * whether the view goes out, the record with its outbox, the deadline, and what a previous owner
+ * left unfinished. `UserActor` performs the plan; everything here is pure and deterministic.
  *
- * Versions: a view goes out at version + 1 only when what the devices see changed. A commit saves
- * its record before it publishes, so a crash leaves at most a record whose output is unpublished
- * (its outbox, finished by the next owner). Devices can still hold a version the record does not
- * know when views went out without their record (a runtime that published first, as this one did
- * before it ran on several nodes): a version is never reused, because a device holding it would
- * skip different content under it as not newer. When the devices already show the current content
- * under that version it is adopted, otherwise the current view goes to all of them above it.
+ * Versions: a view goes out at version + 1 only when what the devices see changed (entitlements,
+ * safety content, or the list of devices). A commit saves its record before it publishes, so a
+ * crash leaves at most a record whose output is unpublished (its outbox, finished by the next
+ * owner). The stored view can still have a version the record does not know when it went out
+ * without its record (a runtime that published first, as this one did before it ran on several
+ * nodes): a version is never reused, because a device holding it would skip different content
+ * under it as not newer. When the stored view already shows the current content under that version
+ * it is adopted, otherwise the current view goes out above it.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { deadlinesEqual, pendingDeadline, type Deadline } from '../machines/deadlines.ts';
@@ -46,10 +47,10 @@ export interface CommitInput {
   /** The batch's audit records (their view version is set by the plan). */
   audits: readonly AuditRecord[];
   /**
-   * The view each device last stored (`null`: none), read when the batch may follow a crash or a
-   * fence (it holds a redelivery); `null` when not read.
+   * The user's last stored view (`null`: none), read when the batch may follow a crash or a fence
+   * (it holds a redelivery); `undefined` when not read.
    */
-  stored: ReadonlyMap<string, DeviceView | null> | null;
+  stored: DeviceView | null | undefined;
   /** The record loaded at activation while its output may be unpublished (first commit only). */
   unfinished: UserRecord | null;
   crisisLines: readonly CrisisLine[];
@@ -67,21 +68,21 @@ export interface CommitPlan {
   resume: Outbox | null;
   /** The new pending deadline when it changed (`null`: none any more); `undefined`: unchanged. */
   deadline: Deadline | null | undefined;
-  /** Devices held a version the record did not know (a previous owner's orphaned views). */
+  /** The stored view had a version the record did not know (a previous owner's orphaned view). */
   orphaned: boolean;
 }
 
-/** The view one device applies. */
+/** The view every device of a user applies. */
 export function deviceViewOf(
   userId: string,
-  deviceId: string,
+  devices: readonly string[],
   version: number,
   view: UserView,
   safety: SafetyContent,
   crisisLines: readonly CrisisLine[],
   issuedAt: number,
 ): DeviceView {
-  return { userId, deviceId, version, issuedAt, ...view, crisisLines: [...crisisLines], safety };
+  return { userId, version, devices: [...devices], issuedAt, ...view, crisisLines: [...crisisLines], safety };
 }
 
 /** Plans a commit. */
@@ -92,33 +93,28 @@ export function planCommit(input: CommitInput): CommitPlan {
   let orphaned = false;
   let adopted = false;
   let resume: Outbox | null = null;
-  if (stored) {
-    const sent = Math.max(0, ...[...stored.values()].map((v) => v?.version ?? 0));
-    // The loaded record's own output may not have landed either: publish it again, with its
-    // views only if no device holds them yet (audit records are deduplicated by id).
-    if (unfinished?.outbox) resume = sent < version ? unfinished.outbox : { ...unfinished.outbox, viewDevices: [] };
-    if (sent > version) {
+  if (stored !== undefined) {
+    const sent = stored?.version ?? 0;
+    // The loaded record's own output may not have landed either: publish it again, with its view
+    // only if it is not stored yet (audit records are deduplicated by id).
+    if (unfinished?.outbox) resume = sent < version ? unfinished.outbox : { ...unfinished.outbox, view: false };
+    if (stored && sent > version) {
       orphaned = true;
       version = sent;
-      const current = (d: string) => deviceViewOf(userId, d, sent, view, safety, input.crisisLines, 0);
-      adopted = devices.every((d) => {
-        const held = stored.get(d);
-        return held?.version === sent && sameDeviceContent(held, current(d));
-      });
+      adopted = sameDeviceContent(stored, deviceViewOf(userId, devices, sent, view, safety, input.crisisLines, 0));
     }
   }
   const changed =
     (orphaned && !adopted) ||
-    (!adopted && (version === 0 || !isDeepStrictEqual(safety, committed.safety) || !isDeepStrictEqual(view, committed.view)));
+    (!adopted &&
+      (version === 0 ||
+        !isDeepStrictEqual(safety, committed.safety) ||
+        !isDeepStrictEqual(view, committed.view) ||
+        !isDeepStrictEqual(devices, committed.devices)));
   if (changed) version++;
-  const known = committed.devices;
-  const outbox: Outbox = {
-    viewDevices: changed ? [...devices] : devices.filter((d) => !known.includes(d)),
-    audits: input.audits.map((a) => ({ ...a, viewVersion: changed ? version : null })),
-    removed: known.filter((d) => !devices.includes(d)),
-  };
+  const outbox: Outbox = { view: changed, audits: input.audits.map((a) => ({ ...a, viewVersion: changed ? version : null })) };
   const record: UserRecord = { state: toPersisted(state), safety, viewVersion: version, lastSeq: { ...input.lastSeq } };
-  if (outbox.viewDevices.length || outbox.audits.length || outbox.removed.length) record.outbox = outbox;
+  if (outbox.view || outbox.audits.length) record.outbox = outbox;
   const deadline = pendingDeadline(state.snapshot);
   return {
     record,

@@ -1,6 +1,6 @@
 /**
  * Everything the runtime publishes to JetStream, awaited until stored: device views, audit records,
- * alerts, dead letters and deadline schedules. Views replace the device's last value; audit records
+ * alerts, dead letters and deadline schedules. A view replaces the user's last value; audit records
  * carry a `Nats-Msg-Id`, so a retried commit stores them once; a user's deadline is one server-side
  * schedule, replaced or removed as it changes.
  */
@@ -10,7 +10,7 @@ import { UserEvent } from '../machines/events.ts';
 import { encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
-import { lastViews } from '../transport/viewStore.ts';
+import { lastView } from '../transport/viewStore.ts';
 import { encodeDeviceView } from '../transport/viewWire.ts';
 
 /** Publishes the runtime's output. */
@@ -26,32 +26,25 @@ export class Publisher {
     this.topology = topology;
   }
 
-  /** Publishes one view per device (same version for all) and waits until all are stored. */
-  async views(views: DeviceView[], compress: boolean): Promise<void> {
-    await Promise.all(
-      views.map((view) => {
-        const { data, headers } = encodeDeviceView(view, compress);
-        return this.js.publish(this.topology.subjects.view(view.userId, view.deviceId), data, headers ? { headers } : {});
-      }),
-    );
+  /**
+   * Stores the user's view as its last value; the same publish reaches the user's connected
+   * devices through core NATS. Resolves once stored.
+   */
+  async view(view: DeviceView, compress: boolean): Promise<void> {
+    const { data, headers } = encodeDeviceView(view, compress);
+    await this.js.publish(this.topology.subjects.view(view.userId), data, headers ? { headers } : {});
   }
 
   /**
-   * The view last stored for each of these devices of a user (`null`: none, or one this runtime
-   * cannot read). A node that crashed or was fenced between publishing a view and saving the
-   * user's record left views newer than the record: the next owner must not reuse their versions.
+   * The view last stored for a user (`null`: none, or one this runtime cannot read). A runtime that
+   * crashed between publishing a view and saving the user's record (one that published first, as
+   * this one did before it ran on several nodes) left a view newer than the record: the next owner
+   * must not reuse its version.
    */
-  async lastViews(userId: string, deviceIds: readonly string[]): Promise<Array<DeviceView | null>> {
+  async lastView(userId: string): Promise<DeviceView | null> {
     // On this publisher's own connection: the crisis lane's reads do not queue behind normal output.
     const jsm = await (this.reader ??= this.js.jetstreamManager(false));
-    return lastViews(jsm, this.topology, userId, deviceIds);
-  }
-
-  /** Removes the last view of devices that left the account: their safety content must not linger. */
-  async purgeViews(userId: string, deviceIds: string[]): Promise<void> {
-    await Promise.all(
-      deviceIds.map((d) => this.jsm.streams.purge(this.topology.streams.views, { filter: this.topology.subjects.view(userId, d) })),
-    );
+    return lastView(jsm.direct, this.topology, userId);
   }
 
   /** Appends audit records; each is stored once however often it is published. */

@@ -1,8 +1,8 @@
 /**
  * A user actor: one user's statechart in memory, its two-lane mailbox (crisis first), and the
  * commit that makes its work durable. Events are applied one at a time; a commit (planned by the
- * pure `planCommit`) writes the record fenced by its KV revision, then publishes the new view to
- * every device (version +1, only when it changed), appends audit records and sets the deadline's
+ * pure `planCommit`) writes the record fenced by its KV revision, then publishes the user's new
+ * view (version +1, only when it changed; stored once, fanned out to the connected devices), appends audit records and sets the deadline's
  * schedule, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
  * redelivery, and redelivery is idempotent.
  */
@@ -12,7 +12,7 @@ import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
 import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
 import { applyEvent, createUserState, fromPersisted, type UserState } from '../machines/userState.ts';
-import type { AuditRecord, DeviceView } from '../transport/schemas.ts';
+import type { AuditRecord } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { deviceViewOf, planCommit, type Committed } from './commitPlan.ts';
 import type { RuntimeConfig } from './config.ts';
@@ -49,6 +49,13 @@ export interface ActorHost extends RetryHost {
 }
 
 const NO_SEQ: Record<Lane, number> = { normal: 0, crisis: 0 };
+
+/** What a view shows: entitlements, safety content and the devices it lists. */
+interface Shown {
+  view: UserView;
+  safety: SafetyContent;
+  devices: readonly string[];
+}
 
 /** One user, resident on this node. */
 export class UserActor {
@@ -252,30 +259,33 @@ export class UserActor {
       lastSeq: this.lastSeq,
       audits: this.audits,
       // Only a batch holding a redelivery can follow a crash or a fence: only those pay for the read.
-      stored: batch.some((d) => d.redelivered) ? await this.storedViews(output.publisher, committed.devices) : null,
+      stored: batch.some((d) => d.redelivered) ? await this.retry('read last view', () => output.publisher.lastView(this.userId)) : undefined,
       unfinished: this.unfinished,
       crisisLines: this.host.config.crisisLines,
     });
     if (plan.orphaned) metrics.orphanedViews++;
-    // What a previous owner published with the loaded record goes first: a stream keeps each
-    // device's last view, which must not end up older than this commit's.
+    // What a previous owner published with the loaded record goes first: the stream keeps the
+    // user's last view, which must not end up older than this commit's.
     const loaded = this.unfinished;
     if (plan.resume && loaded) {
-      const before = deriveView(fromPersisted(loaded.state, this.host.machine).snapshot);
-      await this.retry('publish output', () => this.publish(output.publisher, plan.resume!, loaded.viewVersion, before, loaded.safety));
+      const { snapshot } = fromPersisted(loaded.state, this.host.machine);
+      const resumed = { view: deriveView(snapshot), safety: loaded.safety, devices: snapshot.context.devices };
+      await this.retry('publish output', () => this.publish(output.publisher, plan.resume!, loaded.viewVersion, resumed));
     }
-    // The record first, fenced by its revision: only the user's owner may then publish. A views
-    // stream keeps each device's last view, and a deadline is one schedule per user, so output
+    // The record first, fenced by its revision: only the user's owner may then publish. The views
+    // stream keeps the user's last view, and a deadline is one schedule per user, so output
     // from an owner that lost the user (paused past its partition's move) would replace the new
     // owner's. The outbox in the record lets the next owner finish a commit that died after it.
     this.revision = await this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision));
     await Promise.all([
-      this.retry('publish output', () => this.publish(output.publisher, plan.outbox, plan.version, view, this.safety)),
+      this.retry('publish output', () =>
+        this.publish(output.publisher, plan.outbox, plan.version, { view, safety: this.safety, devices: this.state.snapshot.context.devices }),
+      ),
       plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
     this.viewVersion = plan.version;
     this.unfinished = null;
-    metrics.viewsPublished += plan.outbox.viewDevices.length;
+    if (plan.outbox.view) metrics.viewsPublished++;
     this.observeLatency(batch, committed.view, view);
     this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     await Promise.all(rejections);
@@ -289,20 +299,12 @@ export class UserActor {
     metrics.commits++;
   }
 
-  /** The view each device (known before or now) last stored, for {@link planCommit}. */
-  private async storedViews(publisher: Publisher, known: readonly string[]): Promise<Map<string, DeviceView | null>> {
-    const devices = [...new Set([...known, ...this.state.snapshot.context.devices])];
-    const views = await this.retry('read last views', () => publisher.lastViews(this.userId, devices));
-    return new Map(devices.map((d, i) => [d, views[i] ?? null]));
-  }
-
-  /** Publishes a commit's output: the view to `viewDevices` at `version`, audit records, purges. */
-  private async publish(publisher: Publisher, out: Outbox, version: number, view: UserView, safety: SafetyContent): Promise<void> {
-    const issuedAt = Date.now();
-    const views = out.viewDevices.map((d) => deviceViewOf(this.userId, d, version, view, safety, this.host.config.crisisLines, issuedAt));
+  /** Publishes a commit's output: the view at `version` (when it goes out) and the audit records. */
+  private async publish(publisher: Publisher, out: Outbox, version: number, shown: Shown): Promise<void> {
+    const { crisisLines, delivery } = this.host.config;
     await Promise.all([
-      publisher.views(views, compressView(view, this.host.config.delivery)),
-      publisher.purgeViews(this.userId, out.removed),
+      out.view &&
+        publisher.view(deviceViewOf(this.userId, shown.devices, version, shown.view, shown.safety, crisisLines, Date.now()), compressView(shown.view, delivery)),
       publisher.audit(out.audits),
     ]);
   }

@@ -1,8 +1,8 @@
 /**
  * The user record: what the runtime stores per user (KV `fm_users`), its schema and version, and
  * the one encoder and decoder of its bytes. Every save writes {@link USER_RECORD_VERSION}; the
- * reader accepts that version only, so a later change to the record adds a version and migrates
- * from this one instead of reading old bytes as new.
+ * reader also migrates version 1 (views per device: its outbox named the devices it sent to), so
+ * old bytes are never read as new.
  */
 import { z } from 'zod';
 import { SubjectToken } from '../machines/events.ts';
@@ -11,16 +11,17 @@ import { CodecError, decode, encode } from '../transport/codec.ts';
 import { AuditRecord, SafetyContent } from '../transport/schemas.ts';
 
 /** The version every save writes and the reader requires. */
-export const USER_RECORD_VERSION = 1;
+export const USER_RECORD_VERSION = 2;
 
-/** A commit's output, enough to publish it again: views are rebuilt from the record's state. */
+/** A commit's output, enough to publish it again: the view is rebuilt from the record's state. */
 export const Outbox = z.strictObject({
-  /** Devices that were sent the record's view, at `viewVersion`. */
-  viewDevices: z.array(SubjectToken),
+  /** Whether the commit published the record's view, at `viewVersion`. */
+  view: z.boolean(),
   audits: z.array(AuditRecord),
-  /** Devices whose last view was purged (they left the account). */
-  removed: z.array(SubjectToken),
 });
+
+/** Version 1's outbox: a view per device. */
+const OutboxV1 = z.strictObject({ viewDevices: z.array(SubjectToken), audits: z.array(AuditRecord), removed: z.array(SubjectToken) });
 
 const StreamSeq = z.number().int().nonnegative();
 
@@ -35,7 +36,7 @@ export const UserRecord = z.strictObject({
   /** Highest stream sequence applied per lane: a redelivery at or below it was already applied. */
   lastSeq: z.strictObject({ normal: StreamSeq, crisis: StreamSeq }),
   /**
-   * What the commit that wrote this record publishes (views, audit records, purges), saved before
+   * What the commit that wrote this record publishes (the view, audit records), saved before
    * it is published: if the node dies after the save, the next owner publishes it again from here
    * (see `UserActor`). Absent when the commit published nothing.
    */
@@ -44,6 +45,12 @@ export const UserRecord = z.strictObject({
 
 /** The record as stored: its version first, so the reader checks it before anything else. */
 const StoredUserRecord = z.strictObject({ schemaVersion: z.literal(USER_RECORD_VERSION), ...UserRecord.shape });
+
+/** Version 1 as stored. */
+const StoredUserRecordV1 = z.strictObject({ schemaVersion: z.literal(1), ...UserRecord.shape, outbox: OutboxV1.optional() });
+
+/** Every version the reader takes. */
+const AnyStoredUserRecord = z.discriminatedUnion('schemaVersion', [StoredUserRecord, StoredUserRecordV1]);
 
 /** A user's record. */
 export type UserRecord = z.infer<typeof UserRecord>;
@@ -79,8 +86,14 @@ export function encodeUserRecord(record: UserRecord): Uint8Array {
 /** Reads a record's bytes; throws {@link UserRecordError} naming the field when they are not one. */
 export function decodeUserRecord(bytes: Uint8Array): UserRecord {
   try {
-    const { schemaVersion: _, ...record } = decode(StoredUserRecord, bytes, UNLIMITED);
-    return record;
+    const stored = decode(AnyStoredUserRecord, bytes, UNLIMITED);
+    if (stored.schemaVersion === USER_RECORD_VERSION) {
+      const { schemaVersion: _, ...record } = stored;
+      return record;
+    }
+    // Version 1 sent a view when it sent one to any device.
+    const { schemaVersion: _, outbox, ...record } = stored;
+    return outbox ? { ...record, outbox: { view: outbox.viewDevices.length > 0, audits: outbox.audits } } : record;
   } catch (err) {
     throw err instanceof CodecError ? new UserRecordError(err) : err;
   }

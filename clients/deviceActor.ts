@@ -1,17 +1,21 @@
 /**
  * The device side: a small client library that runs in the device's process. A device actor holds
- * the last view it applied, applies a view only when its version is newer, and acknowledges every
- * view it received. Its durable consumer on the views stream (last value per device subject) means
- * a device that was away applies only the latest view when it returns, once.
+ * the last view it applied and applies a view only when its version is newer, so it applies each
+ * newer view once, whatever order or how often views reach it.
+ *
+ * The server keeps nothing per device. While connected, a device holds a core subscription on its
+ * user's view subject: the runtime's publish that stores the view reaches it through NATS's own
+ * fan-out. On start and after every reconnect it subscribes first, then reads the last stored view
+ * by direct get, so a view stored while it was away (or while the subscription was being made) is
+ * applied once, and an offline device costs the server nothing.
  */
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type DirectStreamAPI } from '@nats-io/jetstream';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { isTransient } from '../transport/errors.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
+import { lastView } from '../transport/viewStore.ts';
 import { decodeDeviceView } from '../transport/viewWire.ts';
-
-/** A device's consumer is removed after this long without the device: it was thrown away. */
-const ABANDONED_AFTER_MS = 30 * 24 * 60 * 60 * 1000;
 
 /** Options of {@link DeviceActor.start}. */
 export interface DeviceActorOptions {
@@ -24,9 +28,16 @@ export interface DeviceActorOptions {
   held?: DeviceView | null;
   /** Called for each view the device applies. */
   onApply?: (view: DeviceView) => void;
-  /** Called for a view that could not be decoded (acknowledged and skipped). */
+  /** Called for a view that could not be decoded, or a catch-up that failed for good (skipped). */
   onReject?: (error: Error) => void;
+  /** Called after each catch-up (start, reconnect) with the view the device holds then. */
+  onCatchUp?: (view: DeviceView | null) => void;
+  /** Called once when a view no longer lists this device: it was removed, and has stopped. */
+  onRemoved?: () => void;
 }
+
+/** First and largest wait between catch-up attempts that failed transiently (a restarting server). */
+const CATCH_UP_RETRY_MS = { first: 50, max: 1_000 };
 
 /** One device of one user. */
 export class DeviceActor {
@@ -35,57 +46,44 @@ export class DeviceActor {
   /** Views applied by this actor. */
   applied = 0;
   private held: DeviceView | null;
-  private readonly messages: ConsumerMessages;
-  private readonly loop: Promise<void>;
+  private readonly options: DeviceActorOptions;
+  private readonly topology: Topology;
+  private readonly direct: DirectStreamAPI;
+  private subscription: Subscription | undefined;
+  private stopped = false;
+  private readonly unwatch: () => void;
+  private catchingUp: Promise<void> = Promise.resolve();
 
-  private constructor(options: DeviceActorOptions, messages: ConsumerMessages) {
+  private constructor(options: DeviceActorOptions, direct: DirectStreamAPI) {
+    this.options = options;
     this.userId = options.userId;
     this.deviceId = options.deviceId;
     this.held = options.held ?? null;
-    this.messages = messages;
-    this.loop = this.run(messages, options);
-  }
-
-  private async run(messages: ConsumerMessages, options: DeviceActorOptions): Promise<void> {
-    for await (const m of messages) {
-      try {
-        const view = decodeDeviceView(m.data, m.headers, { userId: this.userId });
-        if (view.deviceId === this.deviceId && (!this.held || view.version > this.held.version)) {
-          this.held = view;
-          this.applied++;
-          options.onApply?.(view);
+    this.topology = options.topology ?? createTopology();
+    this.direct = direct;
+    this.subscription = options.nc.subscribe(this.topology.subjects.view(this.userId), {
+      callback: (err, m) => {
+        if (err) return;
+        try {
+          this.offer(decodeDeviceView(m.data, m.headers, { userId: this.userId }));
+        } catch (e) {
+          options.onReject?.(e as Error);
         }
-      } catch (err) {
-        options.onReject?.(err as Error);
-      }
-      m.ack();
-    }
+      },
+    });
+    // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
+    this.unwatch = onReconnect(options.nc, () => void this.catchUp());
   }
 
-  /** Starts (or resumes) the device's consumer and begins applying views. */
+  /** Subscribes to the user's views, catches up with the last stored one, and applies from then on. */
   static async start(options: DeviceActorOptions): Promise<DeviceActor> {
-    const t = options.topology ?? createTopology();
-    const name = consumerName(options.userId, options.deviceId);
-    const jsm = await jetstreamManager(options.nc);
-    const exists = await jsm.consumers.info(t.streams.views, name).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
-      await jsm.consumers.add(t.streams.views, {
-        durable_name: name,
-        filter_subject: t.subjects.view(options.userId, options.deviceId),
-        deliver_policy: DeliverPolicy.LastPerSubject,
-        ack_policy: AckPolicy.Explicit,
-        max_ack_pending: 1,
-        inactive_threshold: nanos(ABANDONED_AFTER_MS),
-        // A device's read position, not data: one replica, whatever the views stream has.
-        num_replicas: 1,
-      });
-    }
-    const consumer = await jetstream(options.nc).consumers.get(t.streams.views, name);
-    // A pull waits 5 s, not nats.js's 30: after a server restart a device pulls again that soon.
-    return new DeviceActor(options, await consumer.consume({ max_messages: 1, expires: 5_000 }));
+    // Only direct gets: no JetStream API check, which a device's permissions need not allow.
+    const { direct } = await jetstreamManager(options.nc, { checkAPI: false });
+    const actor = new DeviceActor(options, direct);
+    // The subscription is on the server before the read: a view stored in between arrives by one or the other.
+    await options.nc.flush();
+    await actor.catchUp();
+    return actor;
   }
 
   /** The view the device holds now. */
@@ -93,14 +91,69 @@ export class DeviceActor {
     return this.held;
   }
 
-  /** Stops applying; the consumer stays, so views published meanwhile wait for the next start. */
+  /** Applies a view if it is newer and lists this device; stops when a newer view no longer lists it. */
+  private offer(view: DeviceView): void {
+    if (this.stopped || (this.held && view.version <= this.held.version)) return;
+    if (view.devices.includes(this.deviceId)) {
+      this.held = view;
+      this.applied++;
+      this.options.onApply?.(view);
+    } else if (this.held) {
+      // Removed: nothing of the user's stays on the device, and nothing new is applied.
+      this.held = null;
+      void this.stop();
+      this.options.onRemoved?.();
+    }
+    // Otherwise not registered yet: the view that registers it lists it.
+  }
+
+  /** Reads the last stored view and offers it, again after transient failures, until it answers or the actor stops. */
+  private catchUp(): Promise<void> {
+    this.catchingUp = this.catchingUp.then(async () => {
+      for (let wait = CATCH_UP_RETRY_MS.first; !this.stopped; wait = Math.min(wait * 2, CATCH_UP_RETRY_MS.max)) {
+        try {
+          const view = await lastView(this.direct, this.topology, this.userId);
+          if (view) this.offer(view);
+          this.options.onCatchUp?.(this.held);
+          return;
+        } catch (err) {
+          if (!isTransient(err)) {
+            this.options.onReject?.(err as Error);
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
+    });
+    return this.catchingUp;
+  }
+
+  /** Stops applying: the subscription ends; a later start catches up with the last stored view. */
   async stop(): Promise<void> {
-    this.messages.stop();
-    await this.loop;
+    if (this.stopped) return;
+    this.stopped = true;
+    this.unwatch();
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    await this.catchingUp;
   }
 }
 
-/** The durable consumer name of a device. */
-export function consumerName(userId: string, deviceId: string): string {
-  return `dev_${userId}_${deviceId}`;
+/** What runs on each reconnect of a connection: one status listener per connection, however many devices share it. */
+const reconnectHandlers = new WeakMap<NatsConnection, Set<() => void>>();
+
+/** Calls `handler` after each reconnect of `nc` until the returned function is called. */
+function onReconnect(nc: NatsConnection, handler: () => void): () => void {
+  let handlers = reconnectHandlers.get(nc);
+  if (!handlers) {
+    const all = new Set<() => void>();
+    reconnectHandlers.set(nc, all);
+    // The listener ends when the connection closes.
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'reconnect') for (const h of all) h();
+    })();
+    handlers = all;
+  }
+  handlers.add(handler);
+  return () => handlers.delete(handler);
 }

@@ -31,7 +31,7 @@ const actors = await Promise.all(
           JSON.stringify({
             applied: true,
             userId: v.userId,
-            deviceId: v.deviceId,
+            deviceId,
             version: v.version,
             tier: v.tier,
             status: v.status,
@@ -55,6 +55,7 @@ const actors = await Promise.all(
           }),
         ),
       onReject: (err) => console.log(JSON.stringify({ rejected: true, error: err.message })),
+      onRemoved: () => console.log(JSON.stringify({ removed: true, userId, deviceId })),
     }),
   ),
 );

@@ -59,6 +59,9 @@ export interface UserInput {
   createdAt: number;
 }
 
+/** Most devices a user may register: every device view lists them all. */
+export const MAX_DEVICES = 64;
+
 const crisisOf = (event: MachineEvent): ActiveCrisis | null => {
   switch (event.type) {
     case 'crisis_button':
@@ -155,7 +158,10 @@ export function createUserMachine(policy: UserPolicy = DEFAULT_POLICY) {
       endCrisis: assign(({ event }) => ({ crisis: null, lastCrisisAt: event.at })),
       addDevice: assign(({ context, event }) => {
         const { deviceId } = event as EventOf<'device_registered'>;
-        return { devices: context.devices.includes(deviceId) ? context.devices : [...context.devices, deviceId] };
+        if (context.devices.includes(deviceId)) return {};
+        // Every view lists the devices; a bound keeps it small. The runtime dead-letters the event.
+        if (context.devices.length >= MAX_DEVICES) throw new Error(`device limit: a user has at most ${MAX_DEVICES} devices`);
+        return { devices: [...context.devices, deviceId] };
       }),
       removeDevice: assign(({ context, event }) => {
         const { deviceId } = event as EventOf<'device_removed'>;

@@ -4,7 +4,7 @@
  *
  *   publish <type> --user <id> [--<field> <value> …]   publish any domain event (validated first)
  *   assessment --user <id> --instrument phq9|gad7 --answers 0,1,…   score at the producer and publish
- *   state <user>                                        current state, record and every device's view
+ *   state <user>                                        current state, record and the user's last view
  *   audit <user> [--follow]                             the user's audit records, oldest first
  *   webhook <stripe-event.json> [--secret s] [--url u]  sign a Stripe event as Stripe does and POST it
  *
@@ -29,7 +29,7 @@ import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import { createTopology } from '../transport/topology.ts';
-import { lastViews } from '../transport/viewStore.ts';
+import { lastView } from '../transport/viewStore.ts';
 
 const USAGE = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(3, 10).map((l) => l.replace(/^ \* ?/, '')).join('\n');
 
@@ -90,7 +90,7 @@ async function assessment(): Promise<number> {
   return 0;
 }
 
-/** `state <user>`: the stored record, the view it derives, and the view each device was last sent. */
+/** `state <user>`: the stored record, the view it derives, and the user's last stored view (what every listed device was sent). */
 async function state(): Promise<number> {
   const [userId] = args({}).positionals;
   if (!userId) return usage();
@@ -104,8 +104,8 @@ async function state(): Promise<number> {
     const { devices } = snapshot.context;
     const servedBy = await servingNode(await new Kvm(nc).open(topology.buckets.partitions), userId, topology.options.partitions);
     console.log(JSON.stringify({ user: userId, state: snapshot.value, viewVersion: record.viewVersion, servedBy, ...deriveView(snapshot), devices }, null, 2));
-    const views = await lastViews(await jetstreamManager(nc), topology, userId, devices);
-    devices.forEach((deviceId, i) => console.log(`device ${deviceId}: ${describeView(views[i] ?? null)}`));
+    const view = await lastView((await jetstreamManager(nc)).direct, topology, userId);
+    console.log(`view: ${describeView(view)}`);
     return 0;
   });
 }
@@ -114,7 +114,7 @@ async function state(): Promise<number> {
 function describeView(v: DeviceView | null): string {
   if (!v) return 'no view stored';
   const safety = `safety plan=${v.safety.plan ? 'yes' : 'no'} contacts=${v.safety.contacts.length}`;
-  return `v${v.version} ${v.tier}/${v.status} crisis=${v.crisis.active} features=${v.features.enabled.length} ${safety}`;
+  return `v${v.version} devices=${v.devices.join(',')} ${v.tier}/${v.status} crisis=${v.crisis.active} features=${v.features.enabled.length} ${safety}`;
 }
 
 /** `audit <user> [--follow]`: the user's audit records, oldest first; with `--follow`, then every new one. */

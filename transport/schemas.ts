@@ -19,6 +19,7 @@ import {
   UserEvent,
 } from '../machines/events.ts';
 import { ALL_FEATURES, SUBSCRIPTION_STATES, SYNC_PRIORITIES } from '../machines/features.ts';
+import { MAX_DEVICES } from '../machines/userMachine.ts';
 
 const Feature = z.enum(ALL_FEATURES);
 const SubscriptionState = z.enum(SUBSCRIPTION_STATES);
@@ -58,11 +59,15 @@ export const SafetyContent = z.strictObject({
   contacts: z.array(EmergencyContact).max(10),
 });
 
-/** What one device applies: entitlements, addressing, a per-user version that only grows. */
+/**
+ * What every device of a user applies: entitlements, a per-user version that only grows, and the
+ * user's registered devices. Stored once per user (the last value), fanned out to connected devices.
+ * A device not in `devices` was removed (or is not registered yet): it applies nothing from the view.
+ */
 export const DeviceView = z.strictObject({
   userId: SubjectToken,
-  deviceId: SubjectToken,
   version: z.number().int().positive(),
+  devices: z.array(SubjectToken).max(MAX_DEVICES),
   issuedAt: EpochMs,
   ...ViewEntitlements.shape,
   crisisLines: z.array(CrisisLine).max(10),

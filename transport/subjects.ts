@@ -41,8 +41,12 @@ export interface Subjects {
   partition(lane: Lane, partition: number): string;
   /** `fm.sched.<userId>`: the user's pending deadline, a message schedule in the normal lane. */
   schedule(userId: string): string;
-  /** `fm.view.<userId>.<deviceId>`: last value per subject. */
-  view(userId: string, deviceId: string): string;
+  /**
+   * `fm.view.<userId>`: the user's device view, stored as its last value and fanned out by core
+   * NATS to the devices subscribed while connected. One subject per user, so a device's
+   * permissions can name exactly its own user's view.
+   */
+  view(userId: string): string;
   /** `fm.audit.<userId>`. */
   audit(userId: string): string;
   /** `fm.dlq.<reason>`. */
@@ -58,7 +62,6 @@ export interface Subjects {
     crisis: string;
     schedules: string;
     views: string;
-    userViews(userId: string): string;
     audit: string;
     deadLetters: string;
     alerts: string;
@@ -80,7 +83,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     stored: (lane, partition, userId, type) => `${prefix}.${LANE_TOKEN[lane]}.${partition}.${userId}.${type}`,
     partition: (lane, partition) => `${prefix}.${LANE_TOKEN[lane]}.${partition}.>`,
     schedule: (userId) => `${prefix}.sched.${userId}`,
-    view: (userId, deviceId) => `${prefix}.view.${userId}.${deviceId}`,
+    view: (userId) => `${prefix}.view.${userId}`,
     audit: (userId) => `${prefix}.audit.${userId}`,
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
     alert: (kind) => `${prefix}.alert.${kind}`,
@@ -89,8 +92,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
       normal: `${prefix}.evt.*.*`,
       crisis: `${prefix}.crisis.*.*`,
       schedules: `${prefix}.sched.*`,
-      views: `${prefix}.view.>`,
-      userViews: (userId) => `${prefix}.view.${userId}.*`,
+      views: `${prefix}.view.*`,
       audit: `${prefix}.audit.>`,
       deadLetters: `${prefix}.dlq.>`,
       alerts: `${prefix}.alert.>`,

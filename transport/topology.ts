@@ -154,7 +154,8 @@ export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name
     // the user's lane subject, which the transform files under the user's partition.
     { ...lane('normal'), name: t.streams.normal, subjects: [s.normal, s.schedules], allow_msg_schedules: true },
     { ...lane('crisis'), name: t.streams.crisis, subjects: [s.crisis] },
-    // Last value per device: a device that was away catches up with the latest view only.
+    // The last view per user, and nothing per device: connected devices get each view from core
+    // NATS as it is stored, and one that was away reads the last one by direct get.
     {
       ...base,
       name: t.streams.views,
@@ -162,8 +163,6 @@ export function streamConfigs(t: Topology): Array<Partial<StreamConfig> & { name
       max_msgs_per_subject: 1,
       discard: DiscardPolicy.Old,
       allow_direct: true,
-      // One durable consumer per device for now; nats-server 2.15 caps a stream at 1,000 by default.
-      max_consumers: 1_000_000,
     },
     // Kept without age limit: clinicians review whole histories.
     { ...base, name: t.streams.audit, subjects: [s.audit], duplicate_window: nanos(o.duplicateWindowMs) },

@@ -17,7 +17,7 @@ import { UserStore } from '../actors/userStore.ts';
 import { decode } from '../transport/codec.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
-import { lastViews } from '../transport/viewStore.ts';
+import { lastView } from '../transport/viewStore.ts';
 import { decodeDeviceView } from '../transport/viewWire.ts';
 import { activeStateIds, type ChartGraph } from './statechart.ts';
 import { servingNode, type ServingNode } from '../actors/membership.ts';
@@ -103,10 +103,17 @@ export function summarizeUser(graph: ChartGraph, userId: string, record: UserRec
   };
 }
 
-/** Projects a device view onto what a clinician may see (no safety plan, no contacts). */
-export function summarizeView(view: DeviceView): DeviceSummary {
+/**
+ * Projects the user's view onto what a clinician may see for each device it lists (no safety plan,
+ * no contacts): every device of the user is sent the same view.
+ */
+export function summarizeView(view: DeviceView): DeviceSummary[] {
+  return view.devices.map((deviceId) => summarizeDeviceView(view, deviceId));
+}
+
+function summarizeDeviceView(view: DeviceView, deviceId: string): DeviceSummary {
   return {
-    deviceId: view.deviceId,
+    deviceId,
     version: view.version,
     issuedAt: view.issuedAt,
     tier: view.tier,
@@ -157,10 +164,10 @@ export class ViewerData {
     return { ...summarizeUser(this.graph, userId, record), servedBy };
   }
 
-  /** The last view of each device (those without a readable view yet are left out). */
+  /** The last view each of these devices was sent (those the user's last readable view does not list are left out). */
   async devices(userId: string, deviceIds: readonly string[]): Promise<DeviceSummary[]> {
-    const views = await lastViews(await this.jsm(), this.topology, userId, deviceIds);
-    return views.filter((v) => v !== null).map(summarizeView);
+    const view = await lastView((await this.jsm()).direct, this.topology, userId);
+    return view ? summarizeView(view).filter((d) => deviceIds.includes(d.deviceId)) : [];
   }
 
   /** The user's audit records in stream order (the newest {@link MAX_TIMELINE}). */
@@ -213,14 +220,14 @@ export class ViewerData {
       });
 
       const views = await this.js.consumers.get(this.topology.streams.views, {
-        filter_subjects: [this.topology.subjects.all.userViews(userId)],
+        filter_subjects: [this.topology.subjects.view(userId)],
         deliver_policy: DeliverPolicy.LastPerSubject,
       });
       const viewMessages = await views.consume();
       stops.push(() => viewMessages.stop());
       pump(viewMessages, (m: JsMsg) => {
         try {
-          report({ type: 'view', data: summarizeView(decodeDeviceView(m.data, m.headers, { userId })) });
+          for (const data of summarizeView(decodeDeviceView(m.data, m.headers, { userId }))) report({ type: 'view', data });
         } catch (err) {
           onError(err as Error);
         }

@@ -1,6 +1,6 @@
 /**
- * The commit plan (`actors/commitPlan.ts`), pure: versions, targets, removed devices, orphaned views
- * left by a previous owner, the outbox to finish, the deadline. No server: the plan is data in,
+ * The commit plan (`actors/commitPlan.ts`), pure: versions, whether the view goes out, orphaned
+ * views left by a previous owner, the outbox to finish, the deadline. No server: the plan is data in,
  * data out; the runtime tests check that the actor performs it.
  */
 import fc from 'fast-check';
@@ -11,7 +11,7 @@ import { deriveView } from '../../machines/deviceView.ts';
 import type { UserEvent } from '../../machines/events.ts';
 import { EMPTY_SAFETY, type SafetyContent } from '../../machines/safety.ts';
 import { foldEvents, toPersisted, createUserState, type UserState } from '../../machines/userState.ts';
-import type { AuditRecord, DeviceView } from '../../transport/schemas.ts';
+import type { AuditRecord } from '../../transport/schemas.ts';
 import { sameDeviceContent } from '../../transport/viewWire.ts';
 import { DAY, ev, USER } from '../machines/support.ts';
 
@@ -40,7 +40,7 @@ function input(committed: Committed, state: UserState, overrides: Partial<Commit
     viewVersion: 3,
     lastSeq: { normal: 10, crisis: 0 },
     audits: [],
-    stored: null,
+    stored: undefined,
     unfinished: null,
     crisisLines: LINES,
     ...overrides,
@@ -61,33 +61,35 @@ const audit = (eventId: string): AuditRecord => ({
 
 describe('planCommit', () => {
   const phone = after(register('phone'), premium);
+  const viewOf = (state: UserState, version: number, safety = EMPTY_SAFETY) =>
+    deviceViewOf(USER, state.snapshot.context.devices, version, deriveView(state.snapshot), safety, LINES, 99);
 
-  it("a new user's first commit sends version 1 to every device", () => {
+  it("a new user's first commit sends version 1, listing every device", () => {
     const state = after(register('phone'), register('web'));
     const plan = planCommit(input(committedOf(createUserState(USER, 0)), state, { viewVersion: 0 }));
     expect(plan.version).toBe(1);
-    expect(plan.outbox.viewDevices).toEqual(['phone', 'web']);
+    expect(plan.outbox.view).toBe(true);
     expect(plan.record).toMatchObject({ viewVersion: 1, lastSeq: { normal: 10, crisis: 0 }, outbox: plan.outbox });
   });
 
-  it('a changed view goes to every device at version + 1, and its audit records name that version', () => {
+  it('a changed view goes out at version + 1, and its audit records name that version', () => {
     const next = after(register('phone'), premium, failed);
     const plan = planCommit(input(committedOf(phone), next, { audits: [audit('e1')] }));
     expect(plan.version).toBe(4);
-    expect(plan.outbox).toEqual({ viewDevices: ['phone'], audits: [{ ...audit('e1'), viewVersion: 4 }], removed: [] });
+    expect(plan.outbox).toEqual({ view: true, audits: [{ ...audit('e1'), viewVersion: 4 }] });
     expect(plan.record.state).toEqual(toPersisted(next));
   });
 
-  it('an unchanged view keeps its version; only a newly registered device gets it; the record has no outbox', () => {
-    expect(planCommit(input(committedOf(phone), phone))).toMatchObject({ version: 3, outbox: { viewDevices: [], removed: [] } });
+  it('an unchanged view keeps its version and the record has no outbox', () => {
+    expect(planCommit(input(committedOf(phone), phone))).toMatchObject({ version: 3, outbox: { view: false } });
     expect(planCommit(input(committedOf(phone), phone)).record.outbox).toBeUndefined();
-    const withWeb = after(register('phone'), premium, register('web'));
-    expect(planCommit(input(committedOf(phone), withWeb)).outbox.viewDevices).toEqual(['web']);
   });
 
-  it('a removed device is purged and gets nothing', () => {
+  it('a registered or removed device changes the view: it lists the devices', () => {
+    const withWeb = after(register('phone'), premium, register('web'));
+    expect(planCommit(input(committedOf(phone), withWeb))).toMatchObject({ version: 4, outbox: { view: true } });
     const gone = after(register('phone'), premium, ev('device_removed', { deviceId: 'phone', at: 4 }));
-    expect(planCommit(input(committedOf(phone), gone)).outbox).toMatchObject({ viewDevices: [], removed: ['phone'] });
+    expect(planCommit(input(committedOf(phone), gone))).toMatchObject({ version: 4, outbox: { view: true } });
   });
 
   it('safety content is compared by value: new contacts are a change, an equal copy is not', () => {
@@ -96,30 +98,26 @@ describe('planCommit', () => {
     expect(planCommit(input(before, phone, { safety: EMPTY_SAFETY })).version).toBe(4);
   });
 
-  it('devices holding a version the record does not know, with the current content: the version is adopted, nothing sent', () => {
+  it('a stored view at a version the record does not know, with the current content: the version is adopted, nothing sent', () => {
     const next = after(register('phone'), premium, failed);
-    const held = deviceViewOf(USER, 'phone', 4, deriveView(next.snapshot), EMPTY_SAFETY, LINES, 99);
-    const plan = planCommit(input(committedOf(phone), next, { stored: new Map([['phone', held]]) }));
-    expect(plan).toMatchObject({ version: 4, orphaned: true, outbox: { viewDevices: [] } });
+    const plan = planCommit(input(committedOf(phone), next, { stored: viewOf(next, 4) }));
+    expect(plan).toMatchObject({ version: 4, orphaned: true, outbox: { view: false } });
   });
 
-  it('devices holding a version the record does not know, with other content: the current view goes above it', () => {
+  it('a stored view at a version the record does not know, with other content: the current view goes above it', () => {
     const next = after(register('phone'), premium, failed);
-    const held = deviceViewOf(USER, 'phone', 4, deriveView(phone.snapshot), EMPTY_SAFETY, LINES, 99);
-    const plan = planCommit(input(committedOf(phone), next, { stored: new Map([['phone', held]]) }));
-    expect(plan).toMatchObject({ version: 5, orphaned: true, outbox: { viewDevices: ['phone'] } });
+    const plan = planCommit(input(committedOf(phone), next, { stored: viewOf(phone, 4) }));
+    expect(plan).toMatchObject({ version: 5, orphaned: true, outbox: { view: true } });
   });
 
-  it("the loaded record's output is finished first: with its views only while no device holds them", () => {
-    const record = { ...planCommit(input(committedOf(phone), phone)).record, outbox: { viewDevices: ['phone'], audits: [audit('e0')], removed: [] } };
-    const older = deviceViewOf(USER, 'phone', 2, deriveView(phone.snapshot), EMPTY_SAFETY, LINES, 0);
-    const current = { ...older, version: 3 };
-    expect(planCommit(input(committedOf(phone), phone, { unfinished: record, stored: new Map([['phone', older]]) })).resume).toEqual(record.outbox);
-    expect(planCommit(input(committedOf(phone), phone, { unfinished: record, stored: new Map([['phone', current]]) })).resume).toEqual({
+  it("the loaded record's output is finished first: with its view only while it is not stored", () => {
+    const record = { ...planCommit(input(committedOf(phone), phone)).record, outbox: { view: true, audits: [audit('e0')] } };
+    expect(planCommit(input(committedOf(phone), phone, { unfinished: record, stored: viewOf(phone, 2) })).resume).toEqual(record.outbox);
+    expect(planCommit(input(committedOf(phone), phone, { unfinished: record, stored: viewOf(phone, 3) })).resume).toEqual({
       ...record.outbox,
-      viewDevices: [],
+      view: false,
     });
-    // Without a redelivery in the batch the devices are not read, and nothing is resumed.
+    // Without a redelivery in the batch the stored view is not read, and nothing is resumed.
     expect(planCommit(input(committedOf(phone), phone, { unfinished: record })).resume).toBeNull();
   });
 
@@ -138,7 +136,7 @@ describe('planCommit, properties (fast-check)', () => {
     .tuple(fc.subarray(DEVICES), fc.subarray(payments))
     .map(([devices, events]) => after(...devices.map(register), ...events));
 
-  it('a version never goes back or is reused for other content; targets and removals follow the devices', () => {
+  it('a version never goes back or is reused for other content; after the commit the stored view shows the current content', () => {
     fc.assert(
       fc.property(
         stateArb,
@@ -146,44 +144,36 @@ describe('planCommit, properties (fast-check)', () => {
         fc.integer({ min: 0, max: 6 }),
         fc.boolean(),
         fc.boolean(),
-        // Per device, what a previous owner may have left: nothing above the record (0), or a view
-        // 1–2 versions above it, showing the current content or the old.
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.boolean()), { minLength: 3, maxLength: 3 }),
-        (before, now, viewVersion, safetyChanged, read, held) => {
+        // What a previous owner may have left: nothing above the record (0), or a view 1–2 versions
+        // above it, showing the current content or the old.
+        fc.tuple(fc.integer({ min: 0, max: 2 }), fc.boolean()),
+        (before, now, viewVersion, safetyChanged, read, [above, current]) => {
           const committed = committedOf(before);
           const view = deriveView(now.snapshot);
           const safety = safetyChanged ? PLAN : EMPTY_SAFETY;
-          // What the devices hold: the record's view at its version (known devices), or an orphan above it.
-          const stored = read
-            ? new Map<string, DeviceView | null>(
-                DEVICES.map((d, i) => {
-                  const [above, current] = held[i]!;
-                  if (above === 0) {
-                    const known = committed.devices.includes(d) && viewVersion > 0;
-                    return [d, known ? deviceViewOf(USER, d, viewVersion, committed.view, EMPTY_SAFETY, LINES, 0) : null];
-                  }
-                  return [d, deviceViewOf(USER, d, viewVersion + above, current ? view : committed.view, current ? safety : EMPTY_SAFETY, LINES, 0)];
-                }),
-              )
-            : null;
+          const committedView = (version: number) => deviceViewOf(USER, committed.devices, version, committed.view, EMPTY_SAFETY, LINES, 0);
+          const currentView = (version: number) => deviceViewOf(USER, now.snapshot.context.devices, version, view, safety, LINES, 0);
+          // What the stream stores: the record's view at its version, or an orphan above it.
+          const stored = !read
+            ? undefined
+            : above === 0
+              ? viewVersion > 0
+                ? committedView(viewVersion)
+                : null
+              : current
+                ? currentView(viewVersion + above)
+                : committedView(viewVersion + above);
           const plan = planCommit(input(committed, now, { viewVersion, safety, stored }));
-          const storedMax = Math.max(0, ...[...(stored?.values() ?? [])].map((v) => v?.version ?? 0));
-          const floor = Math.max(viewVersion, storedMax);
-          const devices = now.snapshot.context.devices;
+          const floor = Math.max(viewVersion, stored?.version ?? 0);
 
           expect(plan.version).toBeGreaterThanOrEqual(floor);
           expect(plan.version).toBeLessThanOrEqual(floor + 1);
           expect(plan.record.viewVersion).toBe(plan.version);
-          expect(plan.outbox.viewDevices.every((d) => devices.includes(d))).toBe(true);
-          expect(plan.outbox.removed).toEqual(committed.devices.filter((d) => !devices.includes(d)));
-          // Every device not sent the view already shows the current content under the plan's version.
-          const current = (d: string) => deviceViewOf(USER, d, plan.version, view, safety, LINES, 0);
-          for (const d of devices.filter((x) => !plan.outbox.viewDevices.includes(x))) {
-            const known = committed.devices.includes(d);
-            const holds = stored
-              ? stored.get(d)?.version === plan.version && sameDeviceContent(stored.get(d)!, current(d))
-              : known && plan.version === viewVersion && sameDeviceContent(deviceViewOf(USER, d, viewVersion, committed.view, EMPTY_SAFETY, LINES, 0), current(d));
-            expect(holds, `device ${d} left without the current view`).toBe(true);
+          // Not sent: what is stored under the plan's version already shows the current content.
+          if (!plan.outbox.view) {
+            const held = stored !== undefined ? stored : viewVersion > 0 ? committedView(viewVersion) : null;
+            expect(held?.version).toBe(plan.version);
+            expect(sameDeviceContent(held!, currentView(plan.version)), 'the stored view is not the current one').toBe(true);
           }
         },
       ),

@@ -57,7 +57,7 @@ describe('a paused owner', () => {
     // Every user registers a device on a trial: the paused node's users, with a view each.
     await publishEach((u) => event(u, 'device_registered', { deviceId: DEVICE, platform: 'ios' }));
     await lanesSettled(client);
-    await devicesSettled(client, devices);
+    await devicesSettled(client, phones, devices);
 
     // A contacts change each: the node applies it and holds the commit for the trial's window (1 s). Paused in it.
     const before = await sys.metrics(PAUSED);
@@ -77,13 +77,13 @@ describe('a paused owner', () => {
     // Then one more change each, which the new owners commit: the paused node's held work is now two changes old.
     await publishEach((u) => contacts(u, 2));
     await lanesSettled(client);
-    await devicesSettled(client, devices);
+    await devicesSettled(client, phones, devices);
     // Past its pin timeout: the server would have unpinned it by now even if no one had.
     await waitFor(() => Date.now() - pausedAt > topology.options.pinTimeoutMs, 'the pin timeout to pass');
 
     const kv = await new Kvm(client.nc).open(topology.buckets.users);
     const storedView = async (u: string) => {
-      const m = await client.jsm.streams.getMessage(topology.streams.views, { last_by_subj: topology.subjects.view(u, DEVICE) });
+      const m = await client.jsm.streams.getMessage(topology.streams.views, { last_by_subj: topology.subjects.view(u) });
       return m && decodeDeviceView(m.data, m.header, { userId: u });
     };
     const snapshot = async () => ({
@@ -109,7 +109,7 @@ describe('a paused owner', () => {
     }, `${PAUSED}'s late commits to be refused`);
     await sys.ownershipSettled(all);
     await lanesSettled(client);
-    await devicesSettled(client, devices);
+    await devicesSettled(client, phones, devices);
     const after = await sys.metrics(PAUSED);
     const gaveUp = sys.node(PAUSED).logs.find((l) => String(l.msg).startsWith('stalled past') && (l.time as number) >= resumed);
     console.log(

@@ -52,7 +52,7 @@ describe('fullmind-sync CLI', () => {
     }, 'the crisis in the state');
     expect(state.out).toContain('"subscription": "premium"');
     expect(state.out).toContain('"nodeId": "node-1"');
-    expect(state.out).toMatch(/device phone: v\d+ premium\/active crisis=true/);
+    expect(state.out).toMatch(/view: v\d+ devices=phone premium\/active crisis=true/);
 
     const audit = await cli('audit', user);
     const lines = audit.out.trim().split('\n');

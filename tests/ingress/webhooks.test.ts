@@ -106,7 +106,7 @@ describe('Stripe webhooks reach the devices', () => {
     // An `updated` made before the deletion arrives late: it is placed before it, and premium does not come back.
     const late = stripeEvent('customer.subscription.updated', subscription('active', [PRICE_PREMIUM], parties), at(5));
     expect((await post(late)).status).toBe(200);
-    await settled(system().client, `${userId}:phone`);
+    await settled(system().client, devices, `${userId}:phone`);
     expect((await system().client.userRecord(userId))?.state.recentEventIds).toContain(late.id);
     const audit = (await system().client.audit()).filter((a) => a.userId === userId);
     expect(audit.filter((a) => a.eventId === created.id)).toHaveLength(1);
@@ -174,7 +174,7 @@ describe('NATS outage', () => {
     }, 'a 2xx once NATS is back', 30_000);
     expect(retried.body.published).toBe('subscription_updated');
     await devices.waitForView(`${userId}:phone`, (v) => v.tier === 'premium', 'premium after the outage', 30_000);
-    await settled(system().client, `${userId}:phone`);
+    await settled(system().client, devices, `${userId}:phone`);
     expect((await system().client.audit()).filter((a) => a.eventId === created.id)).toHaveLength(1);
     expect(devices.applied.get(`${userId}:phone`)!.filter((v) => v.tier === 'premium')).toHaveLength(1);
   });

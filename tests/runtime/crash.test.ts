@@ -278,14 +278,14 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
         const stored = await client.lastView(user, DEVICE);
         const afterDowngrade = foldEvents(fromPersisted(recorded.state), [downgrade]);
         const orphan: DeviceView = { ...stored!, ...deriveView(afterDowngrade.snapshot), version: premium.version + 1, issuedAt: Date.now() };
-        await client.js.publish(client.topology.subjects.view(user, DEVICE), encodeDeviceView(orphan, false).data);
+        await client.js.publish(client.topology.subjects.view(user), encodeDeviceView(orphan, false).data);
         await devices.waitForView(key, (v) => v.version === premium.version + 1 && v.tier === 'basic', 'the orphaned view');
         await client.publish(failed);
       },
     });
 
     const grace = await devices.waitForView(key, (v) => v.tier === 'grace_period', 'the grace period view', 10_000);
-    await settled(client, key);
+    await settled(client, devices, key);
     expect(devices.latest(key)).toBe(grace);
     expect(grace.version).toBe(premium.version + 2);
     expect(grace.status).toBe('past_due');
@@ -322,7 +322,7 @@ describe('crash: kill -9 with 10,000 events for 1,000 users in flight', () => {
       const r = await client.userRecord(user);
       return r?.state.recentEventIds.includes(downgrade.id) ? r : undefined;
     }, 'the downgrade recorded', 5_000);
-    await settled(client, key);
+    await settled(client, devices, key);
     const after = await client.metrics();
     expect(after.fenced).toBe(before.fenced + 1);
     expect(after.activations).toBe(before.activations + 1);

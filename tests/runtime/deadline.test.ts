@@ -42,9 +42,9 @@ async function enterGrace(user: string, devices: DeviceProcess): Promise<number>
  * committed, the device took every view, and no schedule of the user is left (none can fire
  * again). There must be exactly one.
  */
-async function graceEndings(user: string) {
+async function graceEndings(user: string, devices: DeviceProcess) {
   const { client } = system();
-  await settled(client, `${user}:phone`);
+  await settled(client, devices, `${user}:phone`);
   // A fired or cancelled schedule leaves nothing on the user's schedule subject.
   const schedule = await client.jsm.streams.getMessage(client.topology.streams.normal, { last_by_subj: client.topology.subjects.schedule(user) });
   expect(schedule).toBeNull();
@@ -84,7 +84,7 @@ describe('durable deadline: a two-second grace period ends on time', () => {
     const stored = await sys.client.lastView(user, 'phone');
     expect(stored).toMatchObject({ version: lapsed.version, tier: 'lapsed', status: 'lapsed', gracePeriod: null });
 
-    const endings = await graceEndings(user);
+    const endings = await graceEndings(user, devices);
     expect(endings).toHaveLength(1);
     expect(endings[0]).toMatchObject({ from: { subscription: 'grace_period' }, to: { subscription: 'lapsed' }, at: endsAt });
     const record = await sys.client.userRecord(user);
@@ -113,7 +113,7 @@ describe('durable deadline: a two-second grace period ends on time', () => {
     // The deadline event brought the user back into memory.
     expect((await sys.client.metrics()).activations).toBeGreaterThan(passivated.activations);
 
-    const endings = await graceEndings(user);
+    const endings = await graceEndings(user, devices);
     expect(endings).toHaveLength(1);
     expect(endings[0]).toMatchObject({ from: { subscription: 'grace_period' }, to: { subscription: 'lapsed' }, at: endsAt });
     expect(devices.applied.get(key)!.filter((v) => v.tier === 'lapsed')).toHaveLength(1);

@@ -1,6 +1,7 @@
 /**
  * Integration (real nats-server, runtime and device processes): plan downgrade on every device,
- * crisis while lapsed, an offline device catching up once, duplicates applied once.
+ * crisis while lapsed, an offline device catching up once, a removed device getting nothing new,
+ * duplicates applied once.
  */
 import { describe, expect, it } from 'vitest';
 import { UserEvent } from '../../machines/events.ts';
@@ -87,9 +88,31 @@ describe('devices apply their user view', () => {
     device = await system().devices(key);
     const latest = await device.waitForView(key, (v) => v.version === stored, 'latest version');
     // Nothing more can come: every event is committed, and the device took every view stored for it.
-    await settled(client, key);
+    await settled(client, device, key);
     expect(device.applied.get(key)).toHaveLength(1);
     expect(latest.tier).toBe('basic');
+  });
+
+  it('d. removed device: it stops with nothing of the user held, applies nothing new, and a new start of it applies nothing', async () => {
+    const { client } = system();
+    const user = 'removed-user';
+    const keys = ['phone', 'tablet'].map((d) => `${user}:${d}`);
+    const devices = await system().devices(...keys);
+    await client.publish(...registerDevices(user, ['phone', 'tablet']), event(user, 'subscription_activated', { subscriptionId: 'sub_d', tier: 'premium' }));
+    for (const k of keys) await devices.waitForView(k, (v) => v.tier === 'premium', 'premium');
+    await client.publish(event(user, 'device_removed', { deviceId: 'tablet' }));
+    await devices.waitForLine((l) => l.includes('"removed":true') && l.includes('"deviceId":"tablet"'), 'the tablet told it was removed');
+    const tabletApplied = devices.applied.get(`${user}:tablet`)!.length;
+
+    await client.publish(event(user, 'plan_changed', { subscriptionId: 'sub_d', tier: 'basic' }), event(user, 'crisis_button', { deviceId: 'phone' }));
+    await devices.waitForView(`${user}:phone`, (v) => v.tier === 'basic' && v.crisis, 'basic, in crisis');
+    const stored = await client.lastView(user);
+    expect(stored!.devices).toEqual(['phone']);
+    // A tablet started again (its token not yet revoked) catches up with a view that does not list it.
+    const again = await system().devices(`${user}:tablet`);
+    await settled(client, devices, `${user}:phone`);
+    expect(devices.applied.get(`${user}:tablet`)).toHaveLength(tabletApplied);
+    expect(again.applied.get(`${user}:tablet`)).toBeUndefined();
   });
 
   it('f. duplicates: one event id published three times, again after the dedup window, and a redelivery after a nack: one transition', async () => {
@@ -114,7 +137,7 @@ describe('devices apply their user view', () => {
     await waitFor(async () => (await client.metrics()).fenced > fencedBefore, 'a fenced commit');
 
     // The redelivered batch is committed, and the device took every view: now count.
-    await settled(client, `${user}:phone`);
+    await settled(client, devices, `${user}:phone`);
     const audits = (await client.audit()).filter((a) => a.userId === user);
     expect(audits.filter((a) => a.eventId === upgrade.id)).toHaveLength(1);
     expect(audits.filter((a) => a.eventId === plan.id)).toHaveLength(1);

@@ -76,7 +76,7 @@ describe('safety content', () => {
     const back = await tablet.waitForView(`${user}:tablet`, (v) => v.crisis, 'tablet crisis view');
     expect(back.safetyDigest).toBe(latest);
     expect(back.contacts).toBe(1);
-    await settled(client, `${user}:tablet`);
+    await settled(client, tablet, `${user}:tablet`);
     expect(tablet.applied.get(`${user}:tablet`)).toHaveLength(1);
 
     // An invalid plan edit carrying the text must be dead-lettered without it.

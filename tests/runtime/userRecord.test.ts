@@ -19,7 +19,7 @@ function record(): UserRecord {
     safety: { plan: null, contacts: [{ name: 'A', phone: '+100' }] },
     viewVersion: 2,
     lastSeq: { normal: 3, crisis: 0 },
-    outbox: { viewDevices: ['phone'], audits: [], removed: [] },
+    outbox: { view: true, audits: [] },
   };
 }
 
@@ -40,6 +40,14 @@ describe('user record', () => {
       expect(() => decodeUserRecord(bytes)).toThrow(recordError('schemaVersion'));
       expect(() => decodeUserRecord(bytes)).toThrow(/unknown version/);
     }
+  });
+
+  it('version 1 (views per device) is migrated: its outbox sent the view if it sent it to any device', () => {
+    const { outbox: _, ...current } = record();
+    const v1 = (viewDevices: string[]) => pack({ schemaVersion: 1, ...current, outbox: { viewDevices, audits: [], removed: ['old'] } });
+    expect(decodeUserRecord(v1(['phone']))).toEqual({ ...current, outbox: { view: true, audits: [] } });
+    expect(decodeUserRecord(v1([]))).toEqual({ ...current, outbox: { view: false, audits: [] } });
+    expect(decodeUserRecord(pack({ schemaVersion: 1, ...current }))).toEqual(current);
   });
 
   it('a field that breaks the schema is named; bytes that are not msgpack are refused', () => {

@@ -14,7 +14,7 @@ import { connectNats, drainNats } from '../../transport/connection.ts';
 import { publishEvent } from '../../transport/eventPublisher.ts';
 import { AuditRecord, DeadLetter, type DeviceView } from '../../transport/schemas.ts';
 import { createTopology, type Topology } from '../../transport/topology.ts';
-import { lastViews } from '../../transport/viewStore.ts';
+import { lastView } from '../../transport/viewStore.ts';
 
 /** A connected test client. */
 export class TestClient {
@@ -79,10 +79,10 @@ export class TestClient {
     return this.readStream(this.topology.streams.audit, (d) => decode(AuditRecord, d));
   }
 
-  /** The view last published for a device, as stored in the views stream. */
-  async lastView(userId: string, deviceId: string): Promise<DeviceView | null> {
-    const [view] = await lastViews(this.jsm, this.topology, userId, [deviceId]);
-    return view ?? null;
+  /** The user's view last stored in the views stream; with `deviceId`, only if it lists that device (the view it would apply). */
+  async lastView(userId: string, deviceId?: string): Promise<DeviceView | null> {
+    const view = await lastView(this.jsm.direct, this.topology, userId);
+    return view && (deviceId === undefined || view.devices.includes(deviceId)) ? view : null;
   }
 
   /** The stored user record, decoded (what the runtime persisted). */

@@ -6,20 +6,13 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { RequestError } from '@nats-io/transport-node';
-import { consumerName } from '../../clients/deviceActor.ts';
 import type { Lane } from '../../transport/subjects.ts';
 import { laneConsumerNames } from '../../transport/topology.ts';
 import type { TestClient } from './client.ts';
-import { waitFor } from './processes.ts';
+import { waitFor, type DeviceProcess } from './processes.ts';
 
 /** A key no user has: a refused write to it is the user records' stream answering in order. */
 const BARRIER_KEY = 'test-barrier';
-
-/** Whether a durable consumer was delivered everything its stream holds for it, and acknowledged it all. */
-async function drained(client: TestClient, stream: string, consumer: string): Promise<boolean> {
-  const info = await client.jsm.consumers.info(stream, consumer);
-  return info.num_pending === 0 && info.num_ack_pending === 0;
-}
 
 /** What a lane's partition consumers have, summed over the partitions. */
 export interface LaneTotals {
@@ -61,23 +54,28 @@ export async function lanesSettled(client: TestClient): Promise<void> {
 }
 
 /**
- * Waits until devices (`user:device`, running) took every view stored for them: each one's
- * consumer on the views stream has nothing pending and nothing unacknowledged. A device
- * acknowledges a view after it applied and printed it. `timeoutMs` is each device's (waitFor's
- * default when omitted).
+ * Waits until devices (`user:device`, running in `process`) applied the view stored for their user:
+ * the version each printed last is the stored one (a device the stored view no longer lists was
+ * removed, and waits for nothing). `timeoutMs` is each device's (waitFor's default when omitted).
  */
-export async function devicesSettled(client: TestClient, devices: readonly string[], timeoutMs?: number): Promise<void> {
-  const { streams } = client.topology;
+export async function devicesSettled(client: TestClient, process: DeviceProcess, devices: readonly string[], timeoutMs?: number): Promise<void> {
   for (const device of devices) {
     const [userId, deviceId] = device.split(':') as [string, string];
-    await waitFor(() => drained(client, streams.views, consumerName(userId, deviceId)), `${device} to have taken every view`, timeoutMs);
+    await waitFor(
+      async () => {
+        const stored = await client.lastView(userId);
+        return !stored || !stored.devices.includes(deviceId) || process.latest(device)?.version === stored.version;
+      },
+      `${device} to have applied the stored view`,
+      timeoutMs,
+    );
   }
 }
 
-/** Waits until the runtime committed everything stored, and then `devices` took every view it published. */
-export async function settled(client: TestClient, ...devices: string[]): Promise<void> {
+/** Waits until the runtime committed everything stored, and then `devices` (in `process`) applied the last view. */
+export async function settled(client: TestClient, process?: DeviceProcess, ...devices: string[]): Promise<void> {
   await lanesSettled(client);
-  await devicesSettled(client, devices);
+  if (process) await devicesSettled(client, process, devices);
 }
 
 /**

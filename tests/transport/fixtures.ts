@@ -43,8 +43,8 @@ const state = EVENTS.slice(0, 14).reduce((s, e) => applyEvent(s, e).state, creat
 /** A device view of a user in crisis, with safety content. */
 export const DEVICE_VIEW: DeviceView = {
   userId,
-  deviceId: 'phone',
   version: 7,
+  devices: ['phone', 'web'],
   issuedAt: 100,
   ...deriveView(state.snapshot),
   crisisLines: [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }],

@@ -30,8 +30,8 @@ describe('subjects', () => {
 
   it('honours the prefix everywhere', () => {
     const t = createSubjects('stage');
-    expect([t.view('u', 'd'), t.audit('u'), t.deadLetter('invalid'), t.alert('crisis_latency'), t.all.normal]).toEqual([
-      'stage.view.u.d',
+    expect([t.view('u'), t.audit('u'), t.deadLetter('invalid'), t.alert('crisis_latency'), t.all.normal]).toEqual([
+      'stage.view.u',
       'stage.audit.u',
       'stage.dlq.invalid',
       'stage.alert.crisis_latency',
