@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { UserEvent } from '../../machines/events.ts';
 import type { PaidTier, SubscriptionState } from '../../machines/features.ts';
 import { DEFAULT_POLICY } from '../../machines/policy.ts';
-import { createUserMachine } from '../../machines/userMachine.ts';
+import { createUserMachine, MAX_DEVICES } from '../../machines/userMachine.ts';
 import { applyEvent, fromPersisted, toPersisted, type UserState } from '../../machines/userState.ts';
 import {
   applyAll,
@@ -391,6 +391,13 @@ describe('devices', () => {
     const state = user(reg('phone'), reg('tablet'), rm('phone'), rm('watch'));
     expect(devicesOf(state)).toEqual(['tablet']);
     expect(devicesOf(then(state, rm('tablet')))).toEqual([]);
+  });
+
+  it(`are at most ${MAX_DEVICES}: one more is refused (the runtime dead-letters it), registering a known one again is not`, () => {
+    const full = user(...Array.from({ length: MAX_DEVICES }, (_, i) => reg(`d${i}`)));
+    expect(devicesOf(full)).toHaveLength(MAX_DEVICES);
+    expect(() => then(full, reg('one-more'))).toThrow(/device limit/);
+    expect(devicesOf(then(full, reg('d0')))).toHaveLength(MAX_DEVICES);
   });
 
   it('are kept in every subscription and crisis state', () => {
