@@ -6,7 +6,7 @@
  * message (bad ones become dead letters, the lane goes on), hands deliveries to user actors crisis
  * first, passivates idle users, and on stop hands its partitions over and drains.
  */
-import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { UserEvent, type UserEventType } from '../machines/events.ts';
@@ -14,6 +14,7 @@ import { createUserMachine, type UserMachine } from '../machines/userMachine.ts'
 import { CodecError, decode, encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { deadLetter } from '../transport/deadLetters.ts';
+import { StreamWriter } from '../transport/streamWriter.ts';
 import type { DeadLetterReason } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
@@ -36,6 +37,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   readonly topology: Topology;
   readonly metrics: RuntimeMetrics;
   readonly log: Logger;
+  /** Each lane's JetStream writes, on the lane's connection. */
+  private writers!: Record<Lane, StreamWriter>;
   private outputs!: Record<Lane, LaneOutput>;
   private membership!: Membership;
 
@@ -83,9 +86,10 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     // The crisis lane's own handles, on its own connection, end to end.
     const crisisUsers = await new Kvm(this.crisisNc).open(topology.buckets.users);
     const crisisJsm = await jetstreamManager(this.crisisNc);
+    this.writers = { normal: new StreamWriter(this.nc), crisis: new StreamWriter(this.crisisNc) };
     this.outputs = {
-      normal: this.laneOutput(new Publisher(jetstream(this.nc), jsm, topology), users),
-      crisis: this.laneOutput(new Publisher(jetstream(this.crisisNc), crisisJsm, topology), crisisUsers),
+      normal: this.laneOutput(this.writers.normal, jsm, users),
+      crisis: this.laneOutput(this.writers.crisis, crisisJsm, crisisUsers),
     };
     this.membership = new Membership(config.nodeId, members, partitions, topology.options.memberTtlMs, this.log);
     await this.membership.start(config.ownership.heartbeatMs);
@@ -290,8 +294,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     return this.outputs[lane];
   }
 
-  private laneOutput(publisher: Publisher, users: KV): LaneOutput {
-    return { publisher, store: new UserStore(users) };
+  private laneOutput(writer: StreamWriter, jsm: JetStreamManager, users: KV): LaneOutput {
+    return { publisher: new Publisher(writer, jsm, this.topology), store: new UserStore(users, this.topology.buckets.users, writer) };
   }
 
   /** @inheritdoc */
@@ -393,6 +397,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     clearInterval(this.sweeper);
     for (const c of this.controls) c.unsubscribe();
     await this.membership.stop();
+    // Every commit is done: nothing waits for a store's answer any more.
+    for (const writer of Object.values(this.writers)) writer.close();
     await Promise.all([drainNats(this.nc), drainNats(this.crisisNc)]);
     this.log.info(this.metrics.snapshot(), 'runtime node stopped');
   }

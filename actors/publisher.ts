@@ -4,24 +4,28 @@
  * carry a `Nats-Msg-Id`, so a retried commit stores them once; a user's deadline is one server-side
  * schedule, replaced or removed as it changes.
  */
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { deadlineEvent, type Deadline } from '../machines/deadlines.ts';
 import { UserEvent } from '../machines/events.ts';
 import { encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
+import type { StreamWriter } from '../transport/streamWriter.ts';
 import type { Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
 import { encodeDeviceView } from '../transport/viewWire.ts';
 
 /** Publishes the runtime's output. */
 export class Publisher {
-  private readonly js: JetStreamClient;
+  private readonly writer: StreamWriter;
   private readonly jsm: JetStreamManager;
   private readonly topology: Topology;
-  private reader: Promise<JetStreamManager> | undefined;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology) {
-    this.js = js;
+  /**
+   * `writer` stores, `jsm` reads and purges: both on the lane's own connection, so the crisis lane's
+   * output never queues behind the normal lane's.
+   */
+  constructor(writer: StreamWriter, jsm: JetStreamManager, topology: Topology) {
+    this.writer = writer;
     this.jsm = jsm;
     this.topology = topology;
   }
@@ -32,7 +36,7 @@ export class Publisher {
    */
   async view(view: DeviceView, compress: boolean): Promise<void> {
     const { data, headers } = encodeDeviceView(view, compress);
-    await this.js.publish(this.topology.subjects.view(view.userId), data, headers ? { headers } : {});
+    await this.writer.publish(this.topology.subjects.view(view.userId), data, headers && { headers });
   }
 
   /**
@@ -41,29 +45,27 @@ export class Publisher {
    * this one did before it ran on several nodes) left a view newer than the record: the next owner
    * must not reuse its version.
    */
-  async lastView(userId: string): Promise<DeviceView | null> {
-    // On this publisher's own connection: the crisis lane's reads do not queue behind normal output.
-    const jsm = await (this.reader ??= this.js.jetstreamManager(false));
-    return lastView(jsm.direct, this.topology, userId);
+  lastView(userId: string): Promise<DeviceView | null> {
+    return lastView(this.jsm.direct, this.topology, userId);
   }
 
   /** Appends audit records; each is stored once however often it is published. */
   async audit(records: AuditRecord[]): Promise<void> {
     await Promise.all(
       records.map((r) =>
-        this.js.publish(this.topology.subjects.audit(r.userId), encode(AuditRecord, r), { msgID: `audit:${r.eventId}` }),
+        this.writer.publish(this.topology.subjects.audit(r.userId), encode(AuditRecord, r), { msgID: `audit:${r.eventId}` }),
       ),
     );
   }
 
   /** Raises an alert (a seed budget was exceeded). */
   async alert(alert: Alert): Promise<void> {
-    await this.js.publish(this.topology.subjects.alert(alert.kind), encode(Alert, alert));
+    await this.writer.publish(this.topology.subjects.alert(alert.kind), encode(Alert, alert));
   }
 
   /** Stores a dead letter. */
   async deadLetter(letter: DeadLetter): Promise<void> {
-    await this.js.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter));
+    await this.writer.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter));
   }
 
   /**
@@ -79,7 +81,7 @@ export class Publisher {
       return;
     }
     const event = deadlineEvent(userId, deadline);
-    await this.js.publish(subject, encode(UserEvent, event), {
+    await this.writer.publish(subject, encode(UserEvent, event), {
       schedule: { specification: new Date(deadline.at), target: this.topology.subjects.event(userId, event.type) },
     });
   }

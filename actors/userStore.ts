@@ -5,6 +5,8 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import type { StreamWriter } from '../transport/streamWriter.ts';
+import { kvKeySubject } from '../transport/topology.ts';
 import { decodeUserRecord, encodeUserRecord, type UserRecord } from './userRecord.ts';
 
 // The record's format lives in userRecord.ts; the user actor imports its types with the store's.
@@ -24,28 +26,40 @@ export class FencedError extends Error {
   }
 }
 
-/** Reads and writes user records. */
+/** Reads a user's record (the viewer and the CLI read them too); throws `UserRecordError` when the stored bytes are not one. */
+export async function loadUserRecord(kv: KV, userId: string): Promise<StoredRecord> {
+  const entry = await kv.get(userId);
+  if (!entry || entry.operation !== 'PUT') return { record: null, revision: entry?.revision ?? 0 };
+  return { record: decodeUserRecord(entry.value), revision: entry.revision };
+}
+
+/** Reads and writes user records: reads through the bucket, writes through the lane's stream writer. */
 export class UserStore {
   private readonly kv: KV;
-  constructor(kv: KV) {
+  private readonly writer: StreamWriter;
+  private readonly bucket: string;
+
+  constructor(kv: KV, bucket: string, writer: StreamWriter) {
     this.kv = kv;
+    this.bucket = bucket;
+    this.writer = writer;
   }
 
   /** Loads a user's record; throws `UserRecordError` when the stored bytes are not one. */
-  async load(userId: string): Promise<StoredRecord> {
-    const entry = await this.kv.get(userId);
-    if (!entry || entry.operation !== 'PUT') return { record: null, revision: entry?.revision ?? 0 };
-    return { record: decodeUserRecord(entry.value), revision: entry.revision };
+  load(userId: string): Promise<StoredRecord> {
+    return loadUserRecord(this.kv, userId);
   }
 
   /**
-   * Writes a record if it is still at `revision`; returns the new revision. A retry of a write that
-   * timed out but landed finds its own bytes there: that is success, not another owner.
+   * Writes a record if it is still at `revision` (its key's last sequence in the bucket's stream, 0:
+   * none); returns the new revision. A retry of a write that timed out but landed finds its own
+   * bytes there: that is success, not another owner.
    */
   async save(userId: string, record: UserRecord, revision: number): Promise<number> {
     const bytes = encodeUserRecord(record);
     try {
-      return revision === 0 ? await this.kv.create(userId, bytes) : await this.kv.update(userId, bytes, revision);
+      const ack = await this.writer.publish(kvKeySubject(this.bucket, userId), bytes, { expect: { lastSubjectSequence: revision } });
+      return ack.seq;
     } catch (err) {
       if (!isWrongLastSequence(err)) throw err;
       const current = await this.kv.get(userId);

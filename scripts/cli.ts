@@ -18,7 +18,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import Stripe from 'stripe';
 import { deploymentFromEnv } from '../actors/config.ts';
 import { servingNode } from '../actors/membership.ts';
-import { UserStore } from '../actors/userStore.ts';
+import { loadUserRecord } from '../actors/userStore.ts';
 import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
 import { DEFAULT_INGRESS_OPTIONS } from '../ingress/server.ts';
 import { parseSecrets } from '../ingress/stripeWebhook.ts';
@@ -95,7 +95,7 @@ async function state(): Promise<number> {
   const [userId] = args({}).positionals;
   if (!userId) return usage();
   return withNats(async (nc) => {
-    const { record } = await new UserStore(await new Kvm(nc).open(topology.buckets.users)).load(userId);
+    const { record } = await loadUserRecord(await new Kvm(nc).open(topology.buckets.users), userId);
     if (!record) {
       console.log(`no record for ${userId}`);
       return 1;

@@ -96,6 +96,11 @@ export interface Topology {
   buckets: { users: string; members: string; partitions: string; customers: string };
 }
 
+/** The subject a KV bucket stores a key under (NATS's own layout): a write to it is a put, fenced like `kv.update`. */
+export function kvKeySubject(bucket: string, key: string): string {
+  return `$KV.${bucket}.${key}`;
+}
+
 /** The priority group of every partition consumer: one pinned client pulls it. */
 export const PRIORITY_GROUP = 'owners';
 

@@ -13,7 +13,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type 
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { decodeUserRecord, type UserRecord } from '../actors/userRecord.ts';
-import { UserStore } from '../actors/userStore.ts';
+import { loadUserRecord } from '../actors/userStore.ts';
 import { decode } from '../transport/codec.ts';
 import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import type { Topology } from '../transport/topology.ts';
@@ -158,7 +158,7 @@ export class ViewerData {
 
   /** The user's summary with the node serving them, or `null` when the user has no record. */
   async user(userId: string): Promise<UserSummary | null> {
-    const { record } = await new UserStore(await this.kv()).load(userId);
+    const { record } = await loadUserRecord(await this.kv(), userId);
     if (!record) return null;
     const servedBy = await servingNode(await this.partitions(), userId, this.topology.options.partitions);
     return { ...summarizeUser(this.graph, userId, record), servedBy };

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { UserEvent } from '../../machines/events.ts';
 import type { MetricsSnapshot } from '../../actors/metrics.ts';
 import type { UserRecord } from '../../actors/userRecord.ts';
-import { UserStore } from '../../actors/userStore.ts';
+import { loadUserRecord } from '../../actors/userStore.ts';
 import { decode } from '../../transport/codec.ts';
 import { connectNats, drainNats } from '../../transport/connection.ts';
 import { publishEvent } from '../../transport/eventPublisher.ts';
@@ -87,7 +87,7 @@ export class TestClient {
 
   /** The stored user record, decoded (what the runtime persisted). */
   async userRecord(userId: string): Promise<UserRecord | null> {
-    return (await new UserStore(await this.users()).load(userId)).record;
+    return (await loadUserRecord(await this.users(), userId)).record;
   }
 
   /** Writes a user's stored record again, unchanged: a new revision, as another owner would make. */
