@@ -9,6 +9,7 @@ import { DEFAULT_POLICY, type UserPolicy } from '../machines/policy.ts';
 import { DEFAULT_NATS_URL, natsUrlFromEnv } from '../transport/connection.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { DEFAULT_TOPOLOGY_OPTIONS, type TopologyOptions } from '../transport/topology.ts';
+import { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.ts';
 
 /** A crisis line shown on every device. */
 export interface CrisisLine {
@@ -81,11 +82,12 @@ export interface RuntimeConfig {
    */
   sweepMs: number;
   /**
-   * Normal-lane events being processed at once across the node; the crisis lane is never limited
-   * (`FM_NORMAL_CONCURRENCY`).
-   * @default 32
+   * How many normal-lane events the node works on at once: learned from commit latency, held to
+   * `targetMs` (`FM_ADMISSION_TARGET_MS`), at most `max` (`FM_NORMAL_CONCURRENCY`); the crisis lane
+   * is never limited (`admission.ts`).
+   * @default DEFAULT_ADMISSION
    */
-  normalConcurrency: number;
+  admission: AdmissionOptions;
   /**
    * Messages each partition's lane consumer buffers ahead of the node.
    * @default { normal: 64, crisis: 16 }
@@ -146,7 +148,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   idleMs: 60_000,
   maxResident: 200_000,
   sweepMs: 1_000,
-  normalConcurrency: 32,
+  admission: DEFAULT_ADMISSION,
   pullBatch: { normal: 64, crisis: 16 },
   pullExpiresMs: 1_000,
   normalYieldEvery: 32,
@@ -209,6 +211,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     idleMs: int(env.FM_IDLE_MS) ?? d.idleMs,
     maxResident: int(env.FM_MAX_RESIDENT) ?? d.maxResident,
     sweepMs: int(env.FM_SWEEP_MS) ?? d.sweepMs,
-    normalConcurrency: int(env.FM_NORMAL_CONCURRENCY) ?? d.normalConcurrency,
+    admission: {
+      ...d.admission,
+      targetMs: int(env.FM_ADMISSION_TARGET_MS) ?? d.admission.targetMs,
+      max: int(env.FM_NORMAL_CONCURRENCY) ?? d.admission.max,
+    },
   };
 }

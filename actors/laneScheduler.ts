@@ -1,8 +1,9 @@
 /**
  * Crisis first, for the whole node: crisis deliveries go to their user at once; normal deliveries
  * wait in a FIFO backlog and are handed out only while no crisis delivery is in flight, fewer
- * than `normalConcurrency` normal ones are being worked on, and the node admits the next one (its
- * user is resident or can be: the cap on resident users). So a saturated normal lane cannot fill
+ * normal ones are being worked on than the admission limit allows (learned from commit latency,
+ * `admission.ts`), and the node admits the next one (its user is resident or can be: the cap on
+ * resident users). So a saturated normal lane cannot fill
  * the event loop ahead of a crisis, and a crisis event overtakes normal events queued before it.
  */
 import type { UserEvent } from '../machines/events.ts';
@@ -33,14 +34,14 @@ export class LaneScheduler {
    * resident or there is room for it); when not, the backlog waits for {@link resume}.
    */
   private readonly admit: (d: Delivery) => boolean;
-  private readonly normalLimit: number;
+  private readonly admission: { readonly limit: number };
   private readonly backlog: Delivery[] = [];
   private backlogHead = 0;
   private readonly working = new Set<Delivery>();
   private crisisWorking = 0;
 
-  constructor(normalLimit: number, dispatch: (d: Delivery) => void, admit: (d: Delivery) => boolean = () => true) {
-    this.normalLimit = normalLimit;
+  constructor(admission: { readonly limit: number }, dispatch: (d: Delivery) => void, admit: (d: Delivery) => boolean = () => true) {
+    this.admission = admission;
     this.dispatch = dispatch;
     this.admit = admit;
   }
@@ -74,13 +75,18 @@ export class LaneScheduler {
     return dropped;
   }
 
+  /** Normal deliveries being worked on now. */
+  get normalInFlight(): number {
+    return this.working.size - this.crisisWorking;
+  }
+
   /** Hands out waiting normal deliveries again after something `admit` depends on changed. */
   resume(): void {
     this.pump();
   }
 
   private pump(): void {
-    while (this.crisisWorking === 0 && this.working.size < this.normalLimit && this.backlogHead < this.backlog.length) {
+    while (this.crisisWorking === 0 && this.normalInFlight < this.admission.limit && this.backlogHead < this.backlog.length) {
       const d = this.backlog[this.backlogHead]!;
       if (!this.admit(d)) break;
       this.backlogHead++;

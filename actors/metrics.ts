@@ -56,6 +56,7 @@ const GAUGES = {
   residents: ['fm_residents', 'Users in memory now'],
   residentsPeak: ['fm_residents_peak', 'Most users in memory at once since the node started'],
   partitionsHeld: ['fm_partitions_held', 'Partitions this node holds now'],
+  normalLimit: ['fm_normal_limit', 'Normal-lane events the node lets in at once now (learned from commit latency)'],
 } as const;
 
 type Counts = Record<keyof typeof COUNTERS | keyof typeof GAUGES, number>;
@@ -81,6 +82,7 @@ export class RuntimeMetrics implements Counts {
   residents = 0;
   residentsPeak = 0;
   partitionsHeld = 0;
+  normalLimit = 0;
 
   /** The Prometheus view of these metrics, every series labelled `node`. */
   readonly registry = new Registry();
@@ -156,6 +158,7 @@ export class RuntimeMetrics implements Counts {
       residents: this.residents,
       residentsPeak: this.residentsPeak,
       partitionsHeld: this.partitionsHeld,
+      normalLimit: this.normalLimit,
       eventLatencyMs: summary(this.eventLatency),
       crisisLatencyMs: summary(this.crisisLatency),
       therapeuticLatencyMs: summary(this.therapeuticLatency),

@@ -19,6 +19,7 @@ import type { DeadLetterReason } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
 import type { RuntimeConfig } from './config.ts';
+import { AdaptiveLimit } from './admission.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
@@ -46,6 +47,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private crisisNc!: NatsConnection;
   private readonly residents = new Map<string, UserActor>();
   private readonly scheduler: LaneScheduler;
+  private readonly admission: AdaptiveLimit;
   /** Partitions this node holds, with the consumers of both lanes. */
   private readonly held = new Map<number, PartitionConsumer[]>();
   /** Partitions being handed over: their deliveries go back to the lane. */
@@ -64,8 +66,9 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.metrics = new RuntimeMetrics(config.nodeId);
     this.machine = createUserMachine(config.policy);
     this.topology = createTopology(config.topology);
+    this.admission = new AdaptiveLimit(config.admission);
     this.scheduler = new LaneScheduler(
-      config.normalConcurrency,
+      this.admission,
       (d) => this.dispatch(d),
       (d) => this.residents.has(d.event.userId) || this.enforceResidentCap(),
     );
@@ -331,6 +334,13 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   /** @inheritdoc */
   release(d: Delivery): void {
     this.scheduler.release(d);
+  }
+
+  /** @inheritdoc */
+  committed(lane: Lane, latencyMs: number): void {
+    if (lane !== 'normal') return;
+    this.admission.observe(latencyMs, this.scheduler.normalInFlight);
+    this.metrics.normalLimit = this.admission.limit;
   }
 
   /** @inheritdoc */

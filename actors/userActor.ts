@@ -42,6 +42,8 @@ export interface ActorHost extends RetryHost {
   deadLetterEvent(event: UserEvent, detail: string): Promise<void>;
   /** The delivery needs no more of the node's attention. */
   release(d: Delivery): void;
+  /** A commit on `lane`'s output took this long (its writes, from the record's save to the last stored output): admission learns from it. */
+  committed(lane: Lane, latencyMs: number): void;
   /** The actor stopped (fenced, or could not load): the node forgets it. */
   evict(actor: UserActor): void;
   /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
@@ -248,7 +250,8 @@ export class UserActor {
     // Left in place until durable: if this commit throws, stop() returns them for redelivery.
     const { batch, rejections } = this;
     const crisis = batch.some((d) => d.lane === 'crisis') || inCrisis(this.state.snapshot);
-    const output = this.host.output(crisis ? 'crisis' : 'normal');
+    const lane: Lane = crisis ? 'crisis' : 'normal';
+    const output = this.host.output(lane);
     const plan = planCommit({
       userId: this.userId,
       committed,
@@ -276,6 +279,7 @@ export class UserActor {
     // stream keeps the user's last view, and a deadline is one schedule per user, so output
     // from an owner that lost the user (paused past its partition's move) would replace the new
     // owner's. The outbox in the record lets the next owner finish a commit that died after it.
+    const writing = performance.now();
     this.revision = await this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision));
     await Promise.all([
       this.retry('publish output', () =>
@@ -283,6 +287,7 @@ export class UserActor {
       ),
       plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
+    this.host.committed(lane, performance.now() - writing);
     this.viewVersion = plan.version;
     this.unfinished = null;
     if (plan.outbox.view) metrics.viewsPublished++;
