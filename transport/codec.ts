@@ -3,11 +3,16 @@
  * with the message's schema; every failure is a {@link CodecError} whose `code` is also the dead
  * letter reason and whose `field` names what was wrong (never its value, which may be PII).
  */
-import { decode as unpack, encode as pack } from '@msgpack/msgpack';
+import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { z } from 'zod';
 
 /** Largest body accepted (the largest legal safety plan fits several times over). */
 export const MAX_BODY_BYTES = 128 * 1024;
+
+// One of each for the process: msgpack's `encode`/`decode` build a new one (and its buffers) per call.
+// Each call here runs to completion, so they are never re-entered.
+const encoder = new Encoder();
+const decoder = new Decoder();
 
 /** What went wrong in the codec. */
 export type CodecErrorCode = 'too_large' | 'malformed' | 'invalid' | 'user_mismatch';
@@ -35,7 +40,7 @@ export interface CodecOptions {
 
 /** Validates and encodes a message. Throws {@link CodecError} when it breaks its schema or the size limit. */
 export function encode<S extends z.ZodType>(schema: S, value: z.input<S>, options: CodecOptions = {}): Uint8Array {
-  const bytes = pack(validate(schema, value, options));
+  const bytes = encoder.encode(validate(schema, value, options));
   checkSize(bytes, options);
   return bytes;
 }
@@ -45,7 +50,7 @@ export function decode<S extends z.ZodType>(schema: S, bytes: Uint8Array, option
   checkSize(bytes, options);
   let value: unknown;
   try {
-    value = unpack(bytes);
+    value = decoder.decode(bytes);
   } catch (err) {
     throw new CodecError('malformed', `not msgpack (${(err as Error).message.split('\n')[0]})`);
   }
