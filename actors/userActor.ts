@@ -2,9 +2,9 @@
  * A user actor: one user's statechart in memory, its two-lane mailbox (crisis first), and the
  * commit that makes its work durable. Events are applied one at a time; a commit (planned by the
  * pure `planCommit`) writes the record fenced by its KV revision, then publishes the user's new
- * view (version +1, only when it changed; stored once, fanned out to the connected devices), appends audit records and sets the deadline's
- * schedule, and only then acknowledges the messages. A crash anywhere before the acknowledgement means
- * redelivery, and redelivery is idempotent.
+ * view (version +1, only when it changed; stored once, fanned out to the connected devices),
+ * appends audit records and sets the deadline's schedule, and only then acknowledges the messages.
+ * A crash anywhere before the acknowledgement means redelivery, and redelivery is idempotent.
  */
 import { coalesceDelay, compressView, isDowngrade } from '../machines/delivery.ts';
 import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../machines/deviceView.ts';

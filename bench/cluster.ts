@@ -12,9 +12,7 @@
  * Called by `bench/run.ts`; returns the fields it adds to the results.
  */
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
@@ -25,6 +23,7 @@ import type { PartitionClaim } from '../actors/membership.ts';
 import { assignPartitions, partitionOf } from '../actors/partitions.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { freePort, startNatsCluster, type ClusterServerOptions, type NatsCluster } from '../scripts/natsProcess.ts';
+import { cpuMs, machineMs } from './cpu.ts';
 import {
   histogram,
   metrics,
@@ -53,8 +52,7 @@ const PARTITIONS = deploymentFromEnv(DEPLOYMENT).topology.partitions;
 const EVERY_PARTITION = Array.from({ length: PARTITIONS }, (_, p) => p);
 /**
  * Plan changes in flight in the closed loop: the cluster on two cores is CPU-bound well before the
- * single-server run's 1,000, and every device's consumer is a Raft group of its own that burns CPU
- * idle. Crisis users pressing their button at the kill (on the killed node's partitions), and after
+ * single-server run's 1,000 (every write is replicated to three servers). Crisis users pressing their button at the kill (on the killed node's partitions), and after
  * it every 50 ms.
  */
 const CLUSTER = quick ? { inFlight: SIZE.inFlight, movedUsers: 10, windowUsers: 80 } : { inFlight: 300, movedUsers: 40, windowUsers: 150 };
@@ -67,38 +65,6 @@ const SETTLE_MS = 60_000;
 const round2 = (x: number) => Math.round(x * 100) / 100;
 /** Microseconds (as the histograms hold them) in ms, two decimals. */
 const inMs = (us: number) => round2(us / 1000);
-
-// ─── CPU time ────────────────────────────────────────────────────────────────────────────────
-
-let clockTicks: number | undefined;
-
-/** CPU time counted in clock ticks (as /proc counts it), in ms. */
-function ticksToMs(ticks: number): number {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-  return (ticks * 1000) / clockTicks;
-}
-
-/** CPU time (user + system) a process has used, in ms; 0 once it is gone. */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    const [utime, stime] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').slice(11, 13).map(Number);
-    return ticksToMs(utime! + stime!);
-  } catch {
-    return 0;
-  }
-}
-
-/** The whole machine's CPU time so far, busy and in total, in ms (all cores). */
-function machineMs(): { busy: number; total: number } {
-  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-  // user nice system idle iowait irq softirq steal (guest time is already counted in user).
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields.map(Number) as number[];
-  const total = user! + nice! + system! + idle! + iowait! + irq! + softirq! + steal!;
-  return { busy: ticksToMs(total - idle! - iowait!), total: ticksToMs(total) };
-}
 
 // ─── the cluster ─────────────────────────────────────────────────────────────────────────────
 
@@ -355,7 +321,7 @@ export async function clusterBench(): Promise<Record<string, unknown>> {
   return withCluster(async (cluster) => {
     await addNode(cluster);
     // Enough crisis users for the failover too: a third of them are on the killed node's partitions.
-    const load = await startLoad(cluster, CLUSTER.inFlight, Math.max(SIZE.crisisUsers, CLUSTER.windowUsers + CLUSTER.movedUsers * NODES));
+    const load = await startLoad(cluster, { loadUsers: CLUSTER.inFlight, crisisUsers: Math.max(SIZE.crisisUsers, CLUSTER.windowUsers + CLUSTER.movedUsers * NODES) });
     try {
       const runs: Runs = {};
       for (let n = 1; n <= NODES; n++) {

@@ -1,30 +1,49 @@
 /**
  * `npm run bench [-- --quick] [-- --cluster]`: crisis latency under saturation, throughput against
- * the transport's limit, memory per resident user, activation latency and the largest population,
- * all on a real nats-server with the runtime, the devices and the baseline worker as their own
- * processes and this process as the load generator; `--cluster` adds the same throughput on a
- * three-server cluster with one to three nodes, and a node's failover (`bench/cluster.ts`). Prints a
- * table and writes `bench/results/latest.json`.
+ * the transport's limits (with 1, 3 and 10 devices per user), memory per resident user, activation
+ * latency, the largest population and its devices (catch-up, server state, a reconnect storm), all
+ * on a real nats-server with the runtime, the devices and the baseline worker as their own processes
+ * and this process as the load generator; `--cluster` adds the same throughput on a three-server
+ * cluster with one to three nodes, and a node's failover (`bench/cluster.ts`). Prints a table and
+ * writes `bench/results/latest.json`.
  *
  * Every number sits beside a baseline measured in the same run (the machine is shared and noisy):
- * the raw JetStream limit for throughput, the idle crisis latency and the same run without the crisis
- * lane for crisis latency. Percentiles come from HDR histograms.
+ * the raw JetStream limits for throughput (`transport_limit_eps`: a stored view per device;
+ * `fanout_limit_eps`: one stored view per user fanned out to its devices by core NATS, the
+ * runtime's delivery), the idle crisis latency and the same run without the crisis lane for crisis
+ * latency. Percentiles come from HDR histograms.
+ *
+ * Fields beyond the names' plain reading:
+ * - `runtime_eps`: events/s of the saturated closed loop (as many plan changes in flight as the
+ *   baselines, each complete when all 3 devices of its user applied the new view) while crisis
+ *   users press their button every 100 ms; `runtime_vs_limit` and `runtime_vs_fanout_limit` divide
+ *   it by the two baselines.
+ * - `runtime_eps_by_devices`: `{ "1", "3", "10" }`, the same loop with that many devices per load
+ *   user, each event complete when all of them applied; "3" is `runtime_eps`, the others run
+ *   without crisis sampling, each on a fresh runtime node with load users of its own (all of a
+ *   run's devices in one device process on one connection).
+ * - `cpu_us_per_event_by_devices`: for each of those runs, CPU time (user + system, /proc) over the
+ *   measured window per completed event, in µs, of the `runtime` node, the `nats` server, the
+ *   `devices` (the device processes: decoding and applying every view on every device) and the
+ *   `load` generator (this process). What the server spends per event as devices are added.
+ * - `device_population`, `reconnect_storm_ms`, `reconnect_runtime_ms`: see `bench/population.ts`.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { MetricsSnapshot } from '../actors/metrics.ts';
 import { UserEvent } from '../machines/events.ts';
 import { encode } from '../transport/codec.ts';
-import { connectNats, drainNats } from '../transport/connection.ts';
-import { startNatsProcess, natsServerBinary, type NatsProcess } from '../scripts/natsProcess.ts';
-import { BASELINE, provisionBaseline } from './baseline.ts';
+import { natsServerBinary } from '../scripts/natsProcess.ts';
+import { BASELINE, BASELINE_DEVICES, provisionBaseline, type BaselineMode } from './baseline.ts';
 import { clusterBench } from './cluster.ts';
+import { cpuOverWindow, cpuPerEvent, type ProcessGroups, type WindowCpu } from './cpu.ts';
 import {
   closedLoop,
+  DEVICES,
   event,
   flipTier,
   forkTs,
@@ -44,50 +63,56 @@ import {
   SIZE,
   sleep,
   startLoad,
-  startRuntime,
   stopChild,
+  userIds,
+  waitForMetrics,
+  withBench,
+  type Bench,
   type Load,
 } from './harness.ts';
+import { population } from './population.ts';
 
 /** `--profile`: the throughput run's runtime writes a CPU profile to bench/results/ (`node --cpu-prof`). */
 const profile = process.argv.includes('--profile');
 /** `--cluster`: also the three-server cluster's throughput with one to three nodes, and a failover. */
 const cluster = process.argv.includes('--cluster');
-
-/** Asks the node for its metrics every half second, with progress, until `done`; returns the last answer. */
-async function waitForMetrics(nc: NatsConnection, label: string, total: number, done: (m: MetricsSnapshot) => boolean): Promise<MetricsSnapshot> {
-  for (let m = await metrics(nc); ; m = await metrics(nc)) {
-    if (done(m)) return m;
-    progress(label, m.events, total);
-    await sleep(500);
-  }
-}
+/** Devices per load user of the saturated runs beside the main one (`runtime_eps_by_devices`). */
+const OTHER_DEVICE_COUNTS = [1, 10];
 
 // ─── measurements ────────────────────────────────────────────────────────────────────────────
 
-/** Raw JetStream: a closed loop keeping `inFlight` events between publish and all three views seen. */
-async function transportLimit(nc: NatsConnection, url: string): Promise<number> {
+/**
+ * Raw JetStream (bench/baseline.ts in `mode`): a closed loop keeping as many events in flight as
+ * the runtime's saturated run, each complete once each of its user's three devices saw its view.
+ * `transport`: a subscription per device index over every user (`bench.view.*.d<n>`), a view
+ * stored per device; `fanout`: three core subscriptions per user on the user's one view subject,
+ * one view stored per user and fanned out by the server, as the runtime's devices receive them.
+ */
+async function baselineLimit(nc: NatsConnection, url: string, mode: BaselineMode): Promise<number> {
   await provisionBaseline(url, SIZE.inFlight);
-  const worker = forkTs('bench/baseline.ts', { NATS_URL: url });
+  const worker = forkTs('bench/baseline.ts', { NATS_URL: url, BENCH_BASELINE: mode });
   await message<{ ready?: boolean }>(worker, (m) => !!m.ready);
   const js = jetstream(nc);
+  const users = userIds('bench', SIZE.inFlight);
   const event = encode(UserEvent, { type: 'plan_changed', id: 'x', userId: 'u', at: 1, subscriptionId: 's', tier: 'basic' });
   const seen = new Map<string, number>();
   const done = new Map<string, () => void>();
-  const subs = [0, 1, 2].map((d) =>
-    nc.subscribe(`bench.view.*.d${d}`, {
-      callback: (_e, m) => {
-        const user = m.subject.split('.')[2]!;
-        const count = (seen.get(user) ?? 0) + 1;
-        seen.set(user, count);
-        if (count === 3) {
-          seen.delete(user);
-          done.get(user)?.();
-        }
-      },
-    }),
-  );
-  const completed = await closedLoop('transport limit', SIZE.inFlight, (user) =>
+  const saw = (user: string) => {
+    const count = (seen.get(user) ?? 0) + 1;
+    seen.set(user, count);
+    if (count === BASELINE_DEVICES.length) {
+      seen.delete(user);
+      done.get(user)?.();
+    }
+  };
+  const subjects =
+    mode === 'transport'
+      ? BASELINE_DEVICES.map((d) => BASELINE.viewSubject('*', d))
+      : users.flatMap((u) => BASELINE_DEVICES.map(() => BASELINE.userViewSubject(u)));
+  // bench.view.<user>[.d<n>]: the user is the third token.
+  const subs = subjects.map((s) => nc.subscribe(s, { callback: (_e, m) => saw(m.subject.split('.')[2]!) }));
+  await nc.flush();
+  const completed = await closedLoop(`${mode} limit`, users, (user) =>
     new Promise<void>((resolve) => {
       done.set(user, resolve);
       void js.publish(BASELINE.inSubject(user), event);
@@ -95,44 +120,7 @@ async function transportLimit(nc: NatsConnection, url: string): Promise<number> 
   );
   for (const s of subs) s.unsubscribe();
   await stopChild(worker);
-  return completed;
-}
-
-// ─── the run ─────────────────────────────────────────────────────────────────────────────────
-
-/** The bench's nats-server and connection, and the runtime node of the current measurement. */
-interface Bench {
-  url: string;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  /** Stops the current runtime node (if any) and starts a new one with `env`. */
-  runtime(env?: Record<string, string>, cpuProfile?: boolean): Promise<void>;
-}
-
-/** Runs `steps` against a fresh nats-server in a temp store; stops the runtime and the server after. */
-async function withBench(steps: (bench: Bench) => Promise<void>): Promise<void> {
-  const store = mkdtempSync(join(tmpdir(), 'fullmind-bench-'));
-  const port = 14_000 + (process.pid % 1000);
-  const nats: NatsProcess = await startNatsProcess({ cwd: store, port, httpPort: port + 1000 });
-  const url = `nats://127.0.0.1:${port}`;
-  const nc = await connectNats({ servers: url, name: 'bench' });
-  let current: ChildProcess | undefined;
-  try {
-    await steps({
-      url,
-      nc,
-      js: jetstream(nc),
-      async runtime(env = {}, cpuProfile = false) {
-        if (current) await stopChild(current);
-        current = await startRuntime(nc, url, env, cpuProfile);
-      },
-    });
-  } finally {
-    if (current) await stopChild(current);
-    await drainNats(nc);
-    await nats.terminate();
-    rmSync(store, { recursive: true, force: true });
-  }
+  return Math.round(completed);
 }
 
 /** Crisis latency with nothing else going on. */
@@ -144,20 +132,73 @@ async function crisisIdle(load: Load) {
   return { crisis_idle_p99_ms: ms(idle.latency, 99) };
 }
 
+/** The transport's limits measured in the same run (see {@link baselineLimit}). */
+interface Limits {
+  transport: number;
+  fanout: number;
+}
+
+const ratio = (eps: number, limit: number) => Math.round((eps / limit) * 100) / 100;
+
+/** The processes of a saturated run by role, for their CPU per event; `load` is this process. */
+const roles = (bench: Bench, load: Load): ProcessGroups => ({
+  runtime: [bench.runtimePid],
+  nats: [bench.serverPid],
+  devices: [load.watch.pid, load.crisisWatch.pid],
+  load: [process.pid],
+});
+
 /** Throughput and crisis latency under saturation, then the same without the crisis lane. */
-async function saturation(js: JetStreamClient, load: Load, transportLimitEps: number) {
-  const run = await saturated(js, load, 'crisis');
-  const fifo = await saturated(js, load, 'normal');
+async function saturation(bench: Bench, load: Load, limits: Limits) {
+  const run = await saturated(bench.js, load, 'crisis', undefined, roles(bench, load));
+  const fifo = await saturated(bench.js, load, 'normal');
   return {
-    runtime_eps: Math.round(run.eps),
-    runtime_vs_limit: Math.round((run.eps / transportLimitEps) * 100) / 100,
-    crisis_p50_ms: ms(run.latency, 50),
-    crisis_p99_ms: ms(run.latency, 99),
-    crisis_max_ms: Math.round(run.latency.maxValue / 10) / 100,
-    crisis_samples: run.latency.totalCount,
-    crisis_lost: run.lost + fifo.lost,
-    fifo_crisis_p99_ms: ms(fifo.latency, 99),
-    fifo_runtime_eps: Math.round(fifo.eps),
+    cpu: run.cpuUsPerEvent!,
+    fields: {
+      runtime_eps: Math.round(run.eps),
+      runtime_vs_limit: ratio(run.eps, limits.transport),
+      runtime_vs_fanout_limit: ratio(run.eps, limits.fanout),
+      crisis_p50_ms: ms(run.latency, 50),
+      crisis_p99_ms: ms(run.latency, 99),
+      crisis_max_ms: Math.round(run.latency.maxValue / 10) / 100,
+      crisis_samples: run.latency.totalCount,
+      crisis_lost: run.lost + fifo.lost,
+      fifo_crisis_p99_ms: ms(fifo.latency, 99),
+      fifo_runtime_eps: Math.round(fifo.eps),
+    },
+  };
+}
+
+/** A saturated run's events per second and its processes' CPU µs per event. */
+interface DevicesRun {
+  eps: number;
+  cpu: Record<string, number>;
+}
+
+/**
+ * The saturated closed loop (plan changes only, no crisis sampling) with other numbers of devices
+ * per load user, each on a fresh runtime node with load users of its own, beside `main`: the main
+ * run's, at {@link DEVICES} devices per user.
+ */
+async function byDevices(bench: Bench, main: DevicesRun) {
+  const runs = new Map([[DEVICES, main]]);
+  for (const devices of OTHER_DEVICE_COUNTS) {
+    await bench.runtime();
+    const load = await startLoad(bench, { devices, crisisUsers: 0, prefix: `load${devices}` });
+    try {
+      let window: WindowCpu | undefined;
+      const eps = await closedLoop(`runtime, ${devices} device(s) per user`, load.loadUsers, (user) => flipTier(bench.js, load, user), async (inWindow) => {
+        window = await cpuOverWindow(roles(bench, load), inWindow);
+      });
+      runs.set(devices, { eps: Math.round(eps), cpu: cpuPerEvent(window!, eps) });
+    } finally {
+      await load.stop();
+    }
+  }
+  const sorted = [...runs].sort(([a], [b]) => a - b);
+  return {
+    runtime_eps_by_devices: Object.fromEntries(sorted.map(([n, r]) => [n, r.eps])),
+    cpu_us_per_event_by_devices: Object.fromEntries(sorted.map(([n, r]) => [n, r.cpu])),
   };
 }
 
@@ -189,28 +230,7 @@ async function residentHeap(bench: Bench) {
   return { resident_users: m.residents, heap_bytes_per_resident_user: Math.round((m.heapUsed - heapBefore) / m.residents) };
 }
 
-/** Population: as many registered users as the time budget allows, served through passivation. */
-async function population(bench: Bench) {
-  await bench.runtime({ FM_IDLE_MS: '2000', FM_MAX_RESIDENT: '100000' });
-  const started = now();
-  const wanted = SIZE.population - SIZE.residentUsers;
-  const published = await publishMany(
-    bench.js,
-    'population',
-    wanted,
-    (i) => event(`pop-${i}`, 'subscription_activated', { subscriptionId: `sub_pop_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
-    Date.now() + SIZE.populationBudgetMs,
-  );
-  const m = await waitForMetrics(bench.nc, 'population: applying', published, (x) => x.events >= published);
-  return {
-    // Users with a stored record: the resident run's and this one's.
-    registered_users: SIZE.residentUsers + published,
-    population_stopped_by: published < wanted ? `time budget ${SIZE.populationBudgetMs / 1000} s` : 'target reached',
-    population_eps: Math.round(published / ((now() - started) / 1000)),
-    rss_mb: Math.round(m.rss / 1024 / 1024),
-    population_resident_users: m.residents,
-  };
-}
+// ─── the run ─────────────────────────────────────────────────────────────────────────────────
 
 /** Adds where the run happened, writes `bench/results/latest.json` and prints the table. */
 async function writeResults(results: Record<string, unknown>): Promise<void> {
@@ -232,14 +252,17 @@ async function writeResults(results: Record<string, unknown>): Promise<void> {
 async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
   await withBench(async (bench) => {
-    const limit = Math.round(await transportLimit(bench.nc, bench.url));
-    results.transport_limit_eps = limit;
+    const limits = { transport: await baselineLimit(bench.nc, bench.url, 'transport'), fanout: await baselineLimit(bench.nc, bench.url, 'fanout') };
+    results.transport_limit_eps = limits.transport;
+    results.fanout_limit_eps = limits.fanout;
     await bench.runtime({}, profile);
     const load = await startLoad(bench);
     Object.assign(results, await crisisIdle(load));
-    Object.assign(results, await saturation(bench.js, load, limit));
+    const main = await saturation(bench, load, limits);
+    Object.assign(results, main.fields);
     Object.assign(results, await activation(bench, load));
     await load.stop();
+    Object.assign(results, await byDevices(bench, { eps: main.fields.runtime_eps, cpu: main.cpu }));
     Object.assign(results, await residentHeap(bench));
     Object.assign(results, await population(bench));
   });
