@@ -2,7 +2,8 @@
  * A device process hosting one or more device actors: `node clients/devicesMain.ts user:device …`.
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety content),
- * so operators and tests can watch what devices applied. Stops cleanly on SIGINT/SIGTERM.
+ * so operators and tests can watch what devices applied; also a line per catch-up (start, reconnect)
+ * and when a device learns it was removed. Stops cleanly on SIGINT/SIGTERM.
  */
 import { createHash } from 'node:crypto';
 import { deploymentFromEnv } from '../actors/config.ts';
@@ -56,6 +57,7 @@ const actors = await Promise.all(
         ),
       onReject: (err) => console.log(JSON.stringify({ rejected: true, error: err.message })),
       onRemoved: () => console.log(JSON.stringify({ removed: true, userId, deviceId })),
+      onCatchUp: (v) => console.log(JSON.stringify({ caughtUp: true, userId, deviceId, version: v?.version ?? null, at: Date.now() })),
     }),
   ),
 );
