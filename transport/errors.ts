@@ -1,13 +1,15 @@
 /**
  * Which NATS failures are transient, a wire fact: the same request may succeed later. nats.js
  * retries its own JetStream requests on a timeout and on no responders only (`_request`, `_publish`),
- * and so do we, adding JetStream's 503 answers (a stream leader being elected, JetStream starting).
+ * and so do we, adding JetStream's 503 answers (a stream leader being elected, JetStream starting)
+ * and a stream writer's publish whose PubAck a reconnect lost.
  * No responders on the JetStream API is what nats.js reports as `JetStreamNotEnabled` ("jetstream is
  * not enabled"), with the no-responders error as its cause. Everything else is terminal: a refused
  * request (size, permission, a wrong sequence), a closed or draining connection, a codec error.
  */
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { NoRespondersError, TimeoutError } from '@nats-io/transport-node';
+import { ReplyLostError } from './streamWriter.ts';
 
 /** HTTP-like status JetStream answers while it cannot serve (no leader, not started yet). */
 const UNAVAILABLE = 503;
@@ -16,7 +18,7 @@ const UNAVAILABLE = 503;
 export function isTransient(err: unknown): boolean {
   // nats.js wraps what happened (`RequestError` → `NoRespondersError`), so walk the causes.
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e instanceof TimeoutError || e instanceof NoRespondersError) return true;
+    if (e instanceof TimeoutError || e instanceof NoRespondersError || e instanceof ReplyLostError) return true;
     if (e instanceof JetStreamApiError && e.status === UNAVAILABLE) return true;
   }
   return false;

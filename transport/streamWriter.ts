@@ -53,6 +53,14 @@ export interface StreamPublishOptions {
   headers?: MsgHdrs;
 }
 
+/** A publish that was pending when its connection reconnected: it may or may not be stored. Transient. */
+export class ReplyLostError extends Error {
+  override readonly name = 'ReplyLostError';
+  constructor(subject: string) {
+    super(`publish to ${subject}: the connection reconnected before its PubAck came`);
+  }
+}
+
 /** A publish of a closed writer, or of one whose connection closed, rejects with this. */
 export class StreamWriterClosedError extends Error {
   override readonly name = 'StreamWriterClosedError';
@@ -103,6 +111,22 @@ export class StreamWriter {
     // The subscription ends with the connection: nothing would answer what is still pending.
     void this.sub.closed.then((err) => this.end(new StreamWriterClosedError('its subscription ended', { cause: err })));
     this.sweeper = setInterval(() => this.sweep(), timeoutMs / SWEEPS_PER_TIMEOUT).unref();
+    void this.failPendingOnReconnect();
+  }
+
+  /**
+   * A publish pending when the connection dropped may never be answered: its message or its PubAck
+   * was lost with the connection, or reached the server before the reply subscription was made
+   * again (seen: a publish waited out its whole timeout after a server restart). Each is failed as
+   * transient at once, so its caller sends it again (every write of the runtime is idempotent).
+   */
+  private async failPendingOnReconnect(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.closedBy) return;
+      if (status.type !== 'reconnect') continue;
+      for (const p of this.pending.values()) p.reject(new ReplyLostError(p.subject));
+      this.pending.clear();
+    }
   }
 
   /** Publishes `data` to `subject`; resolves with the stream's PubAck once it is stored. */

@@ -7,7 +7,7 @@ import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type
 import { connect, headers, TimeoutError, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTransient } from '../../transport/errors.ts';
-import { StreamWriter, StreamWriterClosedError } from '../../transport/streamWriter.ts';
+import { ReplyLostError, StreamWriter, StreamWriterClosedError } from '../../transport/streamWriter.ts';
 import { useNatsServer } from '../support/nats-server.ts';
 
 const server = useNatsServer();
@@ -165,6 +165,32 @@ describe('StreamWriter', () => {
       expect(await pending).toBeInstanceOf(StreamWriterClosedError);
     } finally {
       unsubscribe();
+    }
+  });
+});
+
+describe('StreamWriter across a reconnect', () => {
+  it('fails what was pending when the connection came back as transient, at once, not after its timeout', async () => {
+    const own = await connect({ servers: server().url, reconnectTimeWait: 100 });
+    const patient = new StreamWriter(own, { timeoutMs: 60_000 });
+    try {
+      // Never answered: without the reconnect it would wait out the whole minute.
+      const stopListening = silentSubject('silent.lost');
+      await nc.flush();
+      const pending = rejection(patient.publish('silent.lost', 'lost'));
+      await own.flush();
+      const restarted = performance.now();
+      await server().restart();
+      const err = await pending;
+      stopListening();
+      expect(err).toBeInstanceOf(ReplyLostError);
+      expect(isTransient(err)).toBe(true);
+      expect(performance.now() - restarted).toBeLessThan(30_000);
+      // The writer goes on working after it.
+      expect((await patient.publish('w.after', 'ok')).stream).toBe(STREAM);
+    } finally {
+      patient.close();
+      await own.close();
     }
   });
 });
