@@ -72,6 +72,12 @@ export interface RuntimeConfig {
    */
   idleMs: number;
   /**
+   * A resident user idle this long is kept as its record's bytes only, a few hundred bytes, until
+   * its next event (`FM_FREEZE_AFTER_MS`).
+   * @default 2000
+   */
+  freezeAfterMs: number;
+  /**
    * Most users resident at once; the least recently used idle ones are passivated beyond it (`FM_MAX_RESIDENT`).
    * @default 200000
    */
@@ -146,6 +152,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   policy: DEFAULT_POLICY,
   delivery: DEFAULT_DELIVERY,
   idleMs: 60_000,
+  freezeAfterMs: 2_000,
   maxResident: 200_000,
   sweepMs: 1_000,
   admission: DEFAULT_ADMISSION,
@@ -209,6 +216,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
       graceAfterCrisisMs: int(env.FM_GRACE_AFTER_CRISIS_MS) ?? d.policy.graceAfterCrisisMs,
     },
     idleMs: int(env.FM_IDLE_MS) ?? d.idleMs,
+    freezeAfterMs: int(env.FM_FREEZE_AFTER_MS) ?? d.freezeAfterMs,
     maxResident: int(env.FM_MAX_RESIDENT) ?? d.maxResident,
     sweepMs: int(env.FM_SWEEP_MS) ?? d.sweepMs,
     admission: {

@@ -42,6 +42,8 @@ const COUNTERS = {
   retries: ['fm_retries_total', 'NATS requests tried again after a transient failure'],
   activations: ['fm_activations_total', 'Users loaded into memory'],
   passivations: ['fm_passivations_total', 'Users dropped from memory'],
+  freezes: ['fm_freezes_total', 'Idle resident users kept as their record bytes only'],
+  thaws: ['fm_thaws_total', 'Frozen users rebuilt in memory for their next event'],
   commits: ['fm_commits_total', 'Commits (views, audit, record, acknowledgements)'],
   viewsPublished: ['fm_views_published_total', 'Device views published'],
   fenced: ['fm_fenced_commits_total', 'Record writes refused because another owner wrote first'],
@@ -72,6 +74,8 @@ export class RuntimeMetrics implements Counts {
   retries = 0;
   activations = 0;
   passivations = 0;
+  freezes = 0;
+  thaws = 0;
   commits = 0;
   viewsPublished = 0;
   fenced = 0;
@@ -148,6 +152,8 @@ export class RuntimeMetrics implements Counts {
       retries: this.retries,
       activations: this.activations,
       passivations: this.passivations,
+      freezes: this.freezes,
+      thaws: this.thaws,
       commits: this.commits,
       viewsPublished: this.viewsPublished,
       fenced: this.fenced,

@@ -356,11 +356,13 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.scheduler.resume();
   }
 
-  /** Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap. */
+  /** Freezes users idle longer than `freezeAfterMs`, passivates those idle longer than `idleMs`, then the least recent idle ones over the cap. */
   private sweep(): void {
-    const cutoff = Date.now() - this.config.idleMs;
+    const now = Date.now();
     for (const [userId, actor] of this.residents) {
-      if (actor.idle && actor.lastActive <= cutoff) this.passivate(userId);
+      if (!actor.idle) continue;
+      if (actor.lastActive <= now - this.config.idleMs) this.passivate(userId);
+      else if (actor.lastActive <= now - this.config.freezeAfterMs) actor.freeze();
     }
     this.enforceResidentCap();
     this.scheduler.resume();

@@ -11,7 +11,7 @@ import { deriveView, inCrisis, subscriptionStateOf, type UserView } from '../mac
 import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
 import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
-import { applyEvent, createUserState, fromPersisted, type UserState } from '../machines/userState.ts';
+import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
 import type { AuditRecord } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { deviceViewOf, planCommit, type Committed } from './commitPlan.ts';
@@ -20,7 +20,7 @@ import type { Delivery } from './laneScheduler.ts';
 import { RuntimeMetrics } from './metrics.ts';
 import type { Publisher } from './publisher.ts';
 import { retry, type RetryHost } from './retry.ts';
-import type { Outbox, UserRecord } from './userRecord.ts';
+import { freezeUserRecord, thawUserRecord, type Outbox, type UserRecord } from './userRecord.ts';
 import { FencedError, type UserStore } from './userStore.ts';
 
 /**
@@ -52,6 +52,17 @@ export interface ActorHost extends RetryHost {
 
 const NO_SEQ: Record<Lane, number> = { normal: 0, crisis: 0 };
 
+/** What an actor is working on: made with its first delivery, dropped once all of it is durable. */
+interface Work {
+  crisis: Delivery[];
+  normal: Delivery[];
+  /** Delivered since the last commit, acknowledged by the next one. */
+  batch: Delivery[];
+  audits: AuditRecord[];
+  /** Dead letters of this batch, stored before its messages are acknowledged. */
+  rejections: Promise<void>[];
+}
+
 /** What a view shows: entitlements, safety content and the devices it lists. */
 interface Shown {
   view: UserView;
@@ -66,23 +77,24 @@ export class UserActor {
   lastActive = Date.now();
 
   private readonly host: ActorHost;
-  private status: 'new' | 'ready' | 'stopped' = 'new';
-  private state!: UserState;
+  /**
+   * `ready`: the user is in memory as its state; `frozen`: as its record's bytes only (idle, see
+   * {@link freeze}); `new`: not loaded yet.
+   */
+  private status: 'new' | 'ready' | 'frozen' | 'stopped' = 'new';
+  /** The user's state while `ready`. */
+  private state: UserState | undefined;
   private safety: SafetyContent = EMPTY_SAFETY;
   private viewVersion = 0;
-  private lastSeq: Record<Lane, number> = { ...NO_SEQ };
+  private lastSeq: Record<Lane, number> = NO_SEQ;
   private revision = 0;
-  /** What the devices were last told, without its view (derived once per commit, not kept). */
-  private committed!: Omit<Committed, 'view'>;
+  /** What the devices were last told, without its view (derived once per commit, not kept); while `ready`. */
+  private committed: Omit<Committed, 'view'> | undefined;
+  /** While `frozen`: the user's record, compact (`freezeUserRecord`). */
+  private frozen: string | undefined;
   /** The record loaded at activation, until the first commit: its outbox may be unpublished. */
   private unfinished: UserRecord | null = null;
-  private readonly crisisQueue: Delivery[] = [];
-  private readonly normalQueue: Delivery[] = [];
-  /** Delivered since the last commit, acknowledged by the next one. */
-  private batch: Delivery[] = [];
-  private audits: AuditRecord[] = [];
-  /** Dead letters of this batch, stored before its messages are acknowledged. */
-  private rejections: Promise<void>[] = [];
+  private work: Work | undefined;
   private running = false;
   private parked: NodeJS.Timeout | undefined;
   private commitDue = false;
@@ -96,9 +108,26 @@ export class UserActor {
 
   /** Queues a delivery and starts working if idle. */
   enqueue(d: Delivery): void {
-    (d.lane === 'crisis' ? this.crisisQueue : this.normalQueue).push(d);
+    this.work ??= { crisis: [], normal: [], batch: [], audits: [], rejections: [] };
+    this.work[d.lane].push(d);
     this.lastActive = Date.now();
     this.kick();
+  }
+
+  /**
+   * Keeps an idle user as its record's bytes only: a few hundred bytes instead of the statechart's
+   * snapshot, ledger and view state; the next delivery rebuilds them without a read from the store.
+   * Only with nothing under way and the last commit complete.
+   */
+  freeze(): void {
+    if (this.status !== 'ready' || !this.idle || this.parked || this.unfinished) return;
+    const record: UserRecord = { state: toPersisted(this.state!), safety: this.safety, viewVersion: this.viewVersion, lastSeq: this.lastSeq };
+    this.frozen = freezeUserRecord(record);
+    this.state = undefined;
+    this.committed = undefined;
+    this.safety = EMPTY_SAFETY;
+    this.status = 'frozen';
+    this.host.metrics.freezes++;
   }
 
   /**
@@ -106,12 +135,15 @@ export class UserActor {
    * what it applied is committed now instead of after a coalescing window.
    */
   surrender(): void {
-    for (const d of [...this.crisisQueue, ...this.normalQueue]) {
-      d.nak();
-      this.host.release(d);
+    const work = this.work;
+    if (work) {
+      for (const d of [...work.crisis, ...work.normal]) {
+        d.nak();
+        this.host.release(d);
+      }
+      work.crisis = [];
+      work.normal = [];
     }
-    this.crisisQueue.length = 0;
-    this.normalQueue.length = 0;
     if (this.parked) {
       clearTimeout(this.parked);
       this.parked = undefined;
@@ -122,7 +154,8 @@ export class UserActor {
 
   /** Nothing queued, nothing uncommitted, nothing running: safe to passivate. */
   get idle(): boolean {
-    return !this.running && this.batch.length === 0 && this.crisisQueue.length === 0 && this.normalQueue.length === 0;
+    const work = this.work;
+    return !this.running && (!work || (work.batch.length === 0 && work.crisis.length === 0 && work.normal.length === 0));
   }
 
   private kick(): void {
@@ -133,22 +166,24 @@ export class UserActor {
     this.running = true;
     try {
       if (this.status === 'new') await this.activate();
+      if (this.status === 'frozen') this.thaw();
+      const work = this.work!;
       for (;;) {
-        const d = this.crisisQueue.shift() ?? this.normalQueue.shift();
+        const d = work.crisis.shift() ?? work.normal.shift();
         if (d) {
-          this.apply(d);
-          if (d.lane === 'crisis' || this.batch.length >= this.host.config.maxBatch) await this.commit(this.views());
+          this.apply(work, d);
+          if (d.lane === 'crisis' || work.batch.length >= this.host.config.maxBatch) await this.commit(work, this.views());
           continue;
         }
-        if (this.batch.length === 0) break;
+        if (work.batch.length === 0) break;
         const views = this.views();
         // A new user's first view goes at once: its devices have nothing yet.
         const wait = this.commitDue || this.viewVersion === 0 ? 0 : coalesceDelay(views.committed.view, views.view, this.host.config.delivery);
         if (wait === 0) {
-          await this.commit(views);
+          await this.commit(work, views);
           continue;
         }
-        this.park(wait);
+        this.park(work, wait);
         break;
       }
     } catch (err) {
@@ -156,47 +191,63 @@ export class UserActor {
     } finally {
       this.running = false;
       this.lastActive = Date.now();
-      if (this.idle) this.host.settled(this);
+      if (this.idle) {
+        this.work = undefined;
+        this.host.settled(this);
+      }
     }
   }
 
   private async activate(): Promise<void> {
     const started = performance.now();
-    const first = this.crisisQueue[0] ?? this.normalQueue[0];
+    const first = this.work?.crisis[0] ?? this.work?.normal[0];
     const output = this.host.output(first?.lane ?? 'normal');
     const { record, revision } = await this.retry('load user record', () => output.store.load(this.userId));
-    const { machine } = this.host;
-    if (record) {
-      this.state = fromPersisted(record.state, machine);
-      this.safety = record.safety;
-      this.viewVersion = record.viewVersion;
-      this.lastSeq = record.lastSeq;
-      this.unfinished = record.outbox ? record : null;
-    } else {
-      this.state = createUserState(this.userId, first?.event.at ?? Date.now(), machine);
-    }
-    this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
     this.revision = revision;
-    this.status = 'ready';
+    if (record) this.restore(record);
+    else this.begin(createUserState(this.userId, first?.event.at ?? Date.now(), this.host.machine));
     this.host.metrics.activations++;
     RuntimeMetrics.record(this.host.metrics.activationLatency, performance.now() - started);
   }
 
-  private apply(d: Delivery): void {
+  /** Back from {@link freeze}: the record it kept, at the revision the actor holds. */
+  private thaw(): void {
+    const record = thawUserRecord(this.frozen!);
+    this.frozen = undefined;
+    this.restore(record);
+    this.host.metrics.thaws++;
+  }
+
+  private restore(record: UserRecord): void {
+    this.safety = record.safety;
+    this.viewVersion = record.viewVersion;
+    this.lastSeq = record.lastSeq;
+    this.unfinished = record.outbox ? record : null;
+    this.begin(fromPersisted(record.state, this.host.machine));
+  }
+
+  /** The user is in memory as `state`, and that is what its devices were last told. */
+  private begin(state: UserState): void {
+    this.state = state;
+    this.committed = { snapshot: state.snapshot, safety: this.safety, devices: state.snapshot.context.devices };
+    this.status = 'ready';
+  }
+
+  private apply(work: Work, d: Delivery): void {
     const { metrics } = this.host;
-    this.batch.push(d);
+    work.batch.push(d);
     if (d.seq <= this.lastSeq[d.lane]) {
       metrics.duplicates++;
       return;
     }
-    this.lastSeq[d.lane] = d.seq;
-    const before = this.state.snapshot;
+    this.lastSeq = { ...this.lastSeq, [d.lane]: d.seq };
+    const before = this.state!.snapshot;
     let result: ReturnType<typeof applyEvent>;
     try {
-      result = applyEvent(this.state, d.event, this.host.machine);
+      result = applyEvent(this.state!, d.event, this.host.machine);
     } catch (err) {
       // A valid event the statechart cannot take: kept as a dead letter, never a stuck user.
-      this.rejections.push(this.host.deadLetterEvent(d.event, (err as Error).message));
+      work.rejections.push(this.host.deadLetterEvent(d.event, (err as Error).message));
       return;
     }
     const { state, outcome } = result;
@@ -212,7 +263,7 @@ export class UserActor {
     const levelAfter = after.context.crisis?.level ?? null;
     if (!inCrisis(before) && inCrisis(after)) metrics.crises++;
     if (JSON.stringify(before.value) !== JSON.stringify(after.value) || levelBefore !== levelAfter) {
-      this.audits.push({
+      work.audits.push({
         userId: this.userId,
         eventId: d.event.id,
         eventType: d.event.type,
@@ -228,12 +279,13 @@ export class UserActor {
 
   /** What the devices were told and what they would be told now: each view derived once per commit. */
   private views(): { committed: Committed; view: UserView } {
-    return { committed: { ...this.committed, view: deriveView(this.committed.snapshot) }, view: deriveView(this.state.snapshot) };
+    const committed = this.committed!;
+    return { committed: { ...committed, view: deriveView(committed.snapshot) }, view: deriveView(this.state!.snapshot) };
   }
 
   /** Holds the batch for a coalescing window; a crisis or a full batch ends the wait early. */
-  private park(delay: number): void {
-    for (const d of this.batch) this.host.release(d);
+  private park(work: Work, delay: number): void {
+    for (const d of work.batch) this.host.release(d);
     if (this.parked) return;
     this.parked = setTimeout(() => {
       this.parked = undefined;
@@ -242,25 +294,26 @@ export class UserActor {
     }, delay);
   }
 
-  private async commit({ committed, view }: { committed: Committed; view: UserView }): Promise<void> {
+  private async commit(work: Work, { committed, view }: { committed: Committed; view: UserView }): Promise<void> {
     clearTimeout(this.parked);
     this.parked = undefined;
     this.commitDue = false;
     const { metrics } = this.host;
+    const state = this.state!;
     // Left in place until durable: if this commit throws, stop() returns them for redelivery.
-    const { batch, rejections } = this;
-    const crisis = batch.some((d) => d.lane === 'crisis') || inCrisis(this.state.snapshot);
+    const { batch, rejections } = work;
+    const crisis = batch.some((d) => d.lane === 'crisis') || inCrisis(state.snapshot);
     const lane: Lane = crisis ? 'crisis' : 'normal';
     const output = this.host.output(lane);
     const plan = planCommit({
       userId: this.userId,
       committed,
-      state: this.state,
+      state,
       view,
       safety: this.safety,
       viewVersion: this.viewVersion,
       lastSeq: this.lastSeq,
-      audits: this.audits,
+      audits: work.audits,
       // Only a batch holding a redelivery can follow a crash or a fence: only those pay for the read.
       stored: batch.some((d) => d.redelivered) ? await this.retry('read last view', () => output.publisher.lastView(this.userId)) : undefined,
       unfinished: this.unfinished,
@@ -283,7 +336,7 @@ export class UserActor {
     this.revision = await this.retry('save user record', () => output.store.save(this.userId, plan.record, this.revision));
     await Promise.all([
       this.retry('publish output', () =>
-        this.publish(output.publisher, plan.outbox, plan.version, { view, safety: this.safety, devices: this.state.snapshot.context.devices }),
+        this.publish(output.publisher, plan.outbox, plan.version, { view, safety: this.safety, devices: state.snapshot.context.devices }),
       ),
       plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
@@ -292,11 +345,11 @@ export class UserActor {
     this.unfinished = null;
     if (plan.outbox.view) metrics.viewsPublished++;
     this.observeLatency(batch, committed.view, view);
-    this.committed = { snapshot: this.state.snapshot, safety: this.safety, devices: [...this.state.snapshot.context.devices] };
+    this.committed = { snapshot: state.snapshot, safety: this.safety, devices: state.snapshot.context.devices };
     await Promise.all(rejections);
-    this.batch = [];
-    this.audits = [];
-    this.rejections = [];
+    work.batch = [];
+    work.audits = [];
+    work.rejections = [];
     for (const d of batch) {
       d.ack();
       this.host.release(d);
@@ -361,14 +414,13 @@ export class UserActor {
     const redeliver = err instanceof FencedError || this.host.signal.aborted;
     if (err instanceof FencedError) metrics.fenced++;
     log[redeliver ? 'warn' : 'error']({ userId: this.userId, err: err.message }, 'user actor stopped');
-    for (const d of [...this.batch, ...this.crisisQueue, ...this.normalQueue]) {
+    const work = this.work;
+    this.work = undefined;
+    for (const d of work ? [...work.batch, ...work.crisis, ...work.normal] : []) {
       if (redeliver) d.nak();
       else this.host.deadLetterEvent(d.event, `not committed: ${err.message}`).then(() => d.ack(), () => d.nak());
       this.host.release(d);
     }
-    this.batch = [];
-    this.crisisQueue.length = 0;
-    this.normalQueue.length = 0;
     this.host.evict(this);
   }
 }

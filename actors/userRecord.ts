@@ -4,9 +4,10 @@
  * reader also migrates version 1 (views per device: its outbox named the devices it sent to), so
  * old bytes are never read as new.
  */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { z } from 'zod';
 import { SubjectToken } from '../machines/events.ts';
-import { PersistedUserState } from '../machines/userState.ts';
+import { applyEvent, createUserState, PersistedUserState, toPersisted } from '../machines/userState.ts';
 import { CodecError, decode, encode } from '../transport/codec.ts';
 import { AuditRecord, SafetyContent } from '../transport/schemas.ts';
 
@@ -97,4 +98,38 @@ export function decodeUserRecord(bytes: Uint8Array): UserRecord {
   } catch (err) {
     throw err instanceof CodecError ? new UserRecordError(err) : err;
   }
+}
+
+/**
+ * A typical record's bytes: the preset dictionary of {@link freezeUserRecord}. Most of a small
+ * record is its keys and their layout, which the dictionary already holds: about 425 bytes deflate
+ * to about 80 with it (300 without).
+ */
+const FREEZE_DICTIONARY = encodeUserRecord({
+  state: toPersisted(
+    applyEvent(createUserState('usr-typical', 0), {
+      type: 'subscription_activated',
+      id: 'evt-typical',
+      userId: 'usr-typical',
+      at: 0,
+      subscriptionId: 'sub_typical',
+      tier: 'premium',
+    }).state,
+  ),
+  safety: { plan: null, contacts: [] },
+  viewVersion: 1,
+  lastSeq: { normal: 1, crisis: 0 },
+});
+
+/**
+ * A record as an idle resident keeps it in memory: its bytes deflated with a preset dictionary, as
+ * a one-byte string (no buffer object per user).
+ */
+export function freezeUserRecord(record: UserRecord): string {
+  return deflateRawSync(encodeUserRecord(record), { dictionary: FREEZE_DICTIONARY }).toString('latin1');
+}
+
+/** The record {@link freezeUserRecord} kept. */
+export function thawUserRecord(frozen: string): UserRecord {
+  return decodeUserRecord(inflateRawSync(Buffer.from(frozen, 'latin1'), { dictionary: FREEZE_DICTIONARY }));
 }

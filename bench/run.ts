@@ -217,17 +217,29 @@ async function activation(bench: Bench, load: Load) {
   return { activation_p99_ms: ms(h, 99), activation_p50_ms: ms(h, 50) };
 }
 
-/** Memory: users made resident, heap measured after a full collection before and after. */
+/**
+ * Memory: users made resident, heap measured after a full collection before and after: once while
+ * each was just active (`heap_bytes_per_active_user`), once after each was frozen to its record's
+ * bytes, as every idle resident is after `FM_FREEZE_AFTER_MS` (`heap_bytes_per_resident_user`).
+ */
 async function residentHeap(bench: Bench) {
-  await bench.runtime({ FM_IDLE_MS: '3600000', FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000) });
-  const heapBefore = (await metrics(bench.nc, true)).heapUsed;
-  await publishMany(bench.js, 'resident users', SIZE.residentUsers, (i) =>
-    event(`res-${i}`, 'subscription_activated', { subscriptionId: `sub_res_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
-  );
-  const all = (m: MetricsSnapshot) => m.residents >= SIZE.residentUsers && m.events >= SIZE.residentUsers;
-  await waitForMetrics(bench.nc, 'resident users: applying', SIZE.residentUsers, all);
-  const m = await metrics(bench.nc, true);
-  return { resident_users: m.residents, heap_bytes_per_resident_user: Math.round((m.heapUsed - heapBefore) / m.residents) };
+  /** Heap per user once `SIZE.residentUsers` users applied an event each, with `freezeAfterMs` (`frozen`: and each was frozen). */
+  const heapPerUser = async (freezeAfterMs: number, frozen: boolean) => {
+    await bench.runtime({ FM_IDLE_MS: '3600000', FM_FREEZE_AFTER_MS: String(freezeAfterMs), FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000) });
+    const heapBefore = (await metrics(bench.nc, true)).heapUsed;
+    await publishMany(bench.js, 'resident users', SIZE.residentUsers, (i) =>
+      event(`res-${i}`, 'subscription_activated', { subscriptionId: `sub_res_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
+    );
+    const all = (m: MetricsSnapshot) =>
+      m.residents >= SIZE.residentUsers && m.events >= SIZE.residentUsers && (!frozen || m.freezes >= SIZE.residentUsers);
+    await waitForMetrics(bench.nc, `resident users${frozen ? ', frozen' : ''}: applying`, SIZE.residentUsers, all);
+    const m = await metrics(bench.nc, true);
+    return { residents: m.residents, bytes: Math.round((m.heapUsed - heapBefore) / m.residents) };
+  };
+  // Users just active (their statechart snapshot, ledger and view state in memory), then idle ones.
+  const active = await heapPerUser(3_600_000, false);
+  const idle = await heapPerUser(1_000, true);
+  return { resident_users: idle.residents, heap_bytes_per_resident_user: idle.bytes, heap_bytes_per_active_user: active.bytes };
 }
 
 // ─── the run ─────────────────────────────────────────────────────────────────────────────────

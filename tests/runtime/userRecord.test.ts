@@ -4,7 +4,7 @@
  */
 import { decode as unpack, encode as pack } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
-import { decodeUserRecord, encodeUserRecord, USER_RECORD_VERSION, UserRecordError, type UserRecord } from '../../actors/userRecord.ts';
+import { decodeUserRecord, encodeUserRecord, freezeUserRecord, thawUserRecord, USER_RECORD_VERSION, UserRecordError, type UserRecord } from '../../actors/userRecord.ts';
 import { createUserState, foldEvents, toPersisted } from '../../machines/userState.ts';
 import { event, registerDevices } from '../support/events.ts';
 
@@ -56,6 +56,13 @@ describe('user record', () => {
     expect(() => decodeUserRecord(pack(badDevice))).toThrow(recordError('state.context.devices.0'));
     expect(() => decodeUserRecord(pack({ ...stored, lastSeq: { normal: 3 } }))).toThrow(recordError('lastSeq.crisis'));
     expect(() => decodeUserRecord(new Uint8Array([0xc1]))).toThrow(recordError(undefined));
+  });
+
+  it('frozen for an idle resident, it comes back as it was, in a fraction of its bytes', () => {
+    const saved = record();
+    const frozen = freezeUserRecord(saved);
+    expect(thawUserRecord(frozen)).toEqual(saved);
+    expect(frozen.length).toBeLessThan(encodeUserRecord(saved).length / 2);
   });
 
   it('a record the reader would refuse is never written', () => {
