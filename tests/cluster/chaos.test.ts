@@ -112,7 +112,8 @@ describe('chaos: a node and the normal lane leader killed -9 under 10,000 events
       40_000,
     ).catch((err: Error) => {
       const behind = users.filter((u) => applied(u) < EVENTS_PER_USER);
-      const where = behind.slice(0, 10).map((u) => `${u} (partition ${partitionOf(u, PARTITIONS)}): ${applied(u)}`);
+      const missing = (u: string) => histories.get(u)!.filter((e) => !records.get(u)?.state.recentEventIds.includes(e.id)).map((e) => e.id);
+      const where = behind.slice(0, 10).map((u) => `${u} (partition ${partitionOf(u, PARTITIONS)}): ${applied(u)}, missing ${missing(u).join(' ')}`);
       throw new Error(`${err.message}: ${behind.length} users behind, e.g. ${where.join(', ')}`);
     });
     await lanesSettled(client);
