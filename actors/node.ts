@@ -4,7 +4,7 @@
  * server pins each partition's consumers to one client; the nodes agree on who asks, see
  * `partitions.ts`), consumes both lanes of the partitions it holds, decodes and validates every
  * message (bad ones become dead letters, the lane goes on), hands deliveries to user actors crisis
- * first, passivates idle users, and on stop hands its partitions over and drains.
+ * first, freezes and passivates idle users, and on stop hands its partitions over and drains.
  */
 import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -14,12 +14,12 @@ import { createUserMachine, type UserMachine } from '../machines/userMachine.ts'
 import { CodecError, decode, encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { deadLetter } from '../transport/deadLetters.ts';
-import { StreamWriter } from '../transport/streamWriter.ts';
 import type { DeadLetterReason } from '../transport/schemas.ts';
+import { StreamWriter } from '../transport/streamWriter.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
-import type { RuntimeConfig } from './config.ts';
 import { AdaptiveLimit } from './admission.ts';
+import type { RuntimeConfig } from './config.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
@@ -30,6 +30,12 @@ import { Publisher } from './publisher.ts';
 import { retry } from './retry.ts';
 import { UserActor, type ActorHost, type LaneOutput } from './userActor.ts';
 import { UserStore } from './userStore.ts';
+
+/**
+ * CPU a sweep may spend freezing idle users (each about 60 µs: encode and deflate), so a wave of
+ * users going idle does not hold the event loop, and a crisis, for long.
+ */
+const FREEZE_BUDGET_MS = 10;
 
 /** A running runtime node. */
 export class RuntimeNode implements ActorHost, PartitionSink {
@@ -356,13 +362,18 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.scheduler.resume();
   }
 
-  /** Freezes users idle longer than `freezeAfterMs`, passivates those idle longer than `idleMs`, then the least recent idle ones over the cap. */
+  /**
+   * Passivates users idle longer than `idleMs`, freezes those idle longer than `freezeAfterMs` (for
+   * at most {@link FREEZE_BUDGET_MS} a sweep: the rest wait for the next), then passivates the least
+   * recent idle ones over the cap.
+   */
   private sweep(): void {
     const now = Date.now();
+    const freezeUntil = performance.now() + FREEZE_BUDGET_MS;
     for (const [userId, actor] of this.residents) {
       if (!actor.idle) continue;
       if (actor.lastActive <= now - this.config.idleMs) this.passivate(userId);
-      else if (actor.lastActive <= now - this.config.freezeAfterMs) actor.freeze();
+      else if (actor.lastActive <= now - this.config.freezeAfterMs && performance.now() < freezeUntil) actor.freeze();
     }
     this.enforceResidentCap();
     this.scheduler.resume();
