@@ -32,10 +32,12 @@ import { UserActor, type ActorHost, type LaneOutput } from './userActor.ts';
 import { UserStore } from './userStore.ts';
 
 /**
- * CPU a sweep may spend freezing idle users (each about 60 µs: encode and deflate), so a wave of
- * users going idle does not hold the event loop, and a crisis, for long.
+ * Idle users are frozen (each about 60 µs: encode and deflate) every {@link FREEZE_EVERY_MS}, for
+ * at most {@link FREEZE_BUDGET_MS} each time: a wave of users going idle never holds the event loop,
+ * and a crisis behind it, for long. The rest wait for the next round.
  */
-const FREEZE_BUDGET_MS = 10;
+const FREEZE_EVERY_MS = 50;
+const FREEZE_BUDGET_MS = 5;
 
 /** A running runtime node. */
 export class RuntimeNode implements ActorHost, PartitionSink {
@@ -60,6 +62,10 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private readonly releasing = new Set<number>();
   private controls: Subscription[] = [];
   private sweeper: NodeJS.Timeout | undefined;
+  private freezer: NodeJS.Timeout | undefined;
+  /** Users that settled, in the order they did, with when: the next to freeze are at the head. */
+  private settledQueue: Array<{ actor: UserActor; at: number }> = [];
+  private settledHead = 0;
   private ownershipTimer: NodeJS.Timeout | undefined;
   /** The ownership tick under way, so two never overlap and stop can wait for it. */
   private reconciling: Promise<void> = Promise.resolve();
@@ -111,6 +117,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       }),
     );
     this.sweeper = setInterval(() => this.sweep(), config.sweepMs);
+    this.freezer = setInterval(() => this.freezeIdle(), FREEZE_EVERY_MS);
     await this.reconcile();
     this.scheduleTick();
     this.log.info({ partitions: [...this.held.keys()].length, nats: config.natsUrl }, 'runtime node ready');
@@ -357,23 +364,35 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   }
 
   /** @inheritdoc */
-  settled(_actor: UserActor): void {
+  settled(actor: UserActor): void {
     // It can be passivated now: a delivery waiting for room under the cap may go.
     this.scheduler.resume();
+    this.settledQueue.push({ actor, at: actor.lastActive });
   }
 
-  /**
-   * Passivates users idle longer than `idleMs`, freezes those idle longer than `freezeAfterMs` (for
-   * at most {@link FREEZE_BUDGET_MS} a sweep: the rest wait for the next), then passivates the least
-   * recent idle ones over the cap.
-   */
+  /** Freezes the users settled longest ago, idle since, for at most {@link FREEZE_BUDGET_MS}. */
+  private freezeIdle(): void {
+    const cutoff = Date.now() - this.config.freezeAfterMs;
+    const until = performance.now() + FREEZE_BUDGET_MS;
+    const queue = this.settledQueue;
+    while (this.settledHead < queue.length && performance.now() < until) {
+      const { actor, at } = queue[this.settledHead]!;
+      if (at > cutoff) break;
+      this.settledHead++;
+      // Not if it worked since (a later entry stands for it) or left the node.
+      if (actor.lastActive === at && actor.idle && this.residents.get(actor.userId) === actor) actor.freeze();
+    }
+    if (this.settledHead > 1024 && this.settledHead * 2 > queue.length) {
+      this.settledQueue = queue.slice(this.settledHead);
+      this.settledHead = 0;
+    }
+  }
+
+  /** Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap. */
   private sweep(): void {
-    const now = Date.now();
-    const freezeUntil = performance.now() + FREEZE_BUDGET_MS;
+    const cutoff = Date.now() - this.config.idleMs;
     for (const [userId, actor] of this.residents) {
-      if (!actor.idle) continue;
-      if (actor.lastActive <= now - this.config.idleMs) this.passivate(userId);
-      else if (actor.lastActive <= now - this.config.freezeAfterMs && performance.now() < freezeUntil) actor.freeze();
+      if (actor.idle && actor.lastActive <= cutoff) this.passivate(userId);
     }
     this.enforceResidentCap();
     this.scheduler.resume();
@@ -418,6 +437,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     await Promise.all([...this.held.keys()].map((p) => this.handOver(p)));
     this.stopped.abort(new Error('runtime node stopping'));
     clearInterval(this.sweeper);
+    clearInterval(this.freezer);
     for (const c of this.controls) c.unsubscribe();
     await this.membership.stop();
     // Every commit is done: nothing waits for a store's answer any more.

@@ -225,9 +225,7 @@ async function activation(bench: Bench, load: Load) {
 async function residentHeap(bench: Bench) {
   /** Heap per user once `SIZE.residentUsers` users applied an event each, with `freezeAfterMs` (`frozen`: and each was frozen). */
   const heapPerUser = async (freezeAfterMs: number, frozen: boolean) => {
-    // Sweeps every 20 ms when freezing: a sweep freezes for at most 10 ms (node.ts), so 100,000 freeze in seconds, not minutes.
-    const sweep: Record<string, string> = frozen ? { FM_SWEEP_MS: '20' } : {};
-    await bench.runtime({ FM_IDLE_MS: '3600000', FM_FREEZE_AFTER_MS: String(freezeAfterMs), FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000), ...sweep });
+    await bench.runtime({ FM_IDLE_MS: '3600000', FM_FREEZE_AFTER_MS: String(freezeAfterMs), FM_MAX_RESIDENT: String(SIZE.residentUsers + 10_000) });
     const heapBefore = (await metrics(bench.nc, true)).heapUsed;
     await publishMany(bench.js, 'resident users', SIZE.residentUsers, (i) =>
       event(`res-${i}`, 'subscription_activated', { subscriptionId: `sub_res_${i}`, tier: i % 2 ? 'basic' : 'premium' }),
