@@ -90,7 +90,7 @@ function printWhereToLook(): void {
   const port = embedded?.ingress.port ?? (Number(process.env.PORT) || 8080);
   console.log(`The demo played user ${user}. To look at it:`);
   if (embedded) console.log('  (the demo stops the system it started; its store stays in .data/, so start `npm start` first)');
-  console.log(`  its state and every device's view:  npm run cli -- state ${user}`);
+  console.log(`  its state and its last view:        npm run cli -- state ${user}`);
   console.log(`  its transitions:                    npm run cli -- audit ${user}`);
   console.log(`  the clinician viewer:               http://localhost:${port}/viewer#user=${user}`);
   console.log('                                      (needs `npm start` with CLINICIAN_TOKEN set; sign in with that token)');
