@@ -127,8 +127,8 @@ describe('devices apply their user view', () => {
     await nats.restart();
     // Each reconnect reads the last stored view again: that is how a device gets what it missed.
     await waitFor(() => catchUps() > before, 'a catch-up after the reconnect', 30_000);
-    // The test's own connection is back too (a flush is answered only then): its publishes get their PubAcks.
-    await client.nc.flush();
+    // The test's own connection is back too (a flush is answered only then; it fails while disconnected).
+    await waitFor(() => client.nc.flush().then(() => true, () => false), 'the test client reconnected', 30_000);
     await client.publish(event(user, 'plan_changed', { subscriptionId: 'sub_e', tier: 'basic' }), event(user, 'plan_changed', { subscriptionId: 'sub_e', tier: 'premium' }));
     await settled(client, devices, key);
     const versions = devices.applied.get(key)!.map((v) => v.version);
