@@ -11,6 +11,7 @@
  */
 import { jetstreamManager, type DirectStreamAPI } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { onReconnect } from '../transport/connection.ts';
 import { isTransient } from '../transport/errors.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
@@ -137,23 +138,4 @@ export class DeviceActor {
     this.subscription = undefined;
     await this.catchingUp;
   }
-}
-
-/** What runs on each reconnect of a connection: one status listener per connection, however many devices share it. */
-const reconnectHandlers = new WeakMap<NatsConnection, Set<() => void>>();
-
-/** Calls `handler` after each reconnect of `nc` until the returned function is called. */
-function onReconnect(nc: NatsConnection, handler: () => void): () => void {
-  let handlers = reconnectHandlers.get(nc);
-  if (!handlers) {
-    const all = new Set<() => void>();
-    reconnectHandlers.set(nc, all);
-    // The listener ends when the connection closes.
-    void (async () => {
-      for await (const status of nc.status()) if (status.type === 'reconnect') for (const h of all) h();
-    })();
-    handlers = all;
-  }
-  handlers.add(handler);
-  return () => handlers.delete(handler);
 }

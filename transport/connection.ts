@@ -68,3 +68,25 @@ export async function drainNats(nc: NatsConnection): Promise<void> {
     await nc.close();
   }
 }
+
+/** What runs on each reconnect of a connection: one status listener per connection, however many handlers. */
+const reconnectHandlers = new WeakMap<NatsConnection, Set<() => void>>();
+
+/**
+ * Calls `handler` after each reconnect of `nc` (nats.js has made its subscriptions again by then)
+ * until the returned function is called.
+ */
+export function onReconnect(nc: NatsConnection, handler: () => void): () => void {
+  let handlers = reconnectHandlers.get(nc);
+  if (!handlers) {
+    const all = new Set<() => void>();
+    reconnectHandlers.set(nc, all);
+    // The listener ends when the connection closes.
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'reconnect') for (const h of all) h();
+    })();
+    handlers = all;
+  }
+  handlers.add(handler);
+  return () => handlers.delete(handler);
+}

@@ -23,6 +23,7 @@ import {
   type Payload,
   type Subscription,
 } from '@nats-io/transport-node';
+import { onReconnect } from './connection.ts';
 
 /** Options of a {@link StreamWriter}. */
 export interface StreamWriterOptions {
@@ -95,6 +96,7 @@ export class StreamWriter {
   private readonly pending = new Map<number, Pending>();
   private published = 0;
   private closedBy: StreamWriterClosedError | undefined;
+  private readonly unwatch: () => void;
 
   constructor(nc: NatsConnection, options: Partial<StreamWriterOptions> = {}) {
     const { timeoutMs, inboxPrefix } = { ...DEFAULT_STREAM_WRITER_OPTIONS, ...options };
@@ -111,7 +113,7 @@ export class StreamWriter {
     // The subscription ends with the connection: nothing would answer what is still pending.
     void this.sub.closed.then((err) => this.end(new StreamWriterClosedError('its subscription ended', { cause: err })));
     this.sweeper = setInterval(() => this.sweep(), timeoutMs / SWEEPS_PER_TIMEOUT).unref();
-    void this.failPendingOnReconnect();
+    this.unwatch = onReconnect(nc, () => this.failPending());
   }
 
   /**
@@ -120,13 +122,9 @@ export class StreamWriter {
    * again (seen: a publish waited out its whole timeout after a server restart). Each is failed as
    * transient at once, so its caller sends it again (every write of the runtime is idempotent).
    */
-  private async failPendingOnReconnect(): Promise<void> {
-    for await (const status of this.nc.status()) {
-      if (this.closedBy) return;
-      if (status.type !== 'reconnect') continue;
-      for (const p of this.pending.values()) p.reject(new ReplyLostError(p.subject));
-      this.pending.clear();
-    }
+  private failPending(): void {
+    for (const p of this.pending.values()) p.reject(new ReplyLostError(p.subject));
+    this.pending.clear();
   }
 
   /** Publishes `data` to `subject`; resolves with the stream's PubAck once it is stored. */
@@ -181,6 +179,7 @@ export class StreamWriter {
     if (this.closedBy) return;
     this.closedBy = reason;
     clearInterval(this.sweeper);
+    this.unwatch();
     for (const p of this.pending.values()) p.reject(reason);
     this.pending.clear();
   }
