@@ -8,6 +8,7 @@
  */
 import type { UserEvent } from '../machines/events.ts';
 import type { Lane } from '../transport/subjects.ts';
+import { Fifo } from './fifo.ts';
 
 /** A decoded, valid event from a lane, waiting to be applied by its user. */
 export interface Delivery {
@@ -35,8 +36,7 @@ export class LaneScheduler {
    */
   private readonly admit: (d: Delivery) => boolean;
   private readonly admission: { readonly limit: number };
-  private readonly backlog: Delivery[] = [];
-  private backlogHead = 0;
+  private readonly backlog = new Fifo<Delivery>();
   private readonly working = new Set<Delivery>();
   private crisisWorking = 0;
 
@@ -67,12 +67,7 @@ export class LaneScheduler {
 
   /** Takes the waiting normal deliveries `which` selects out of the backlog (their partition is handed over). */
   drop(which: (d: Delivery) => boolean): Delivery[] {
-    const waiting = this.backlog.slice(this.backlogHead);
-    const dropped = waiting.filter(which);
-    this.backlog.length = 0;
-    this.backlogHead = 0;
-    for (const d of waiting) if (!which(d)) this.backlog.push(d);
-    return dropped;
+    return this.backlog.remove(which);
   }
 
   /** Normal deliveries being worked on now. */
@@ -86,17 +81,12 @@ export class LaneScheduler {
   }
 
   private pump(): void {
-    while (this.crisisWorking === 0 && this.normalInFlight < this.admission.limit && this.backlogHead < this.backlog.length) {
-      const d = this.backlog[this.backlogHead]!;
+    while (this.crisisWorking === 0 && this.normalInFlight < this.admission.limit && this.backlog.length > 0) {
+      const d = this.backlog.peek()!;
       if (!this.admit(d)) break;
-      this.backlogHead++;
+      this.backlog.shift();
       this.working.add(d);
       this.dispatch(d);
-    }
-    // Compact now and then instead of shift(), which is O(n) per call on a long backlog.
-    if (this.backlogHead > 1024 && this.backlogHead * 2 > this.backlog.length) {
-      this.backlog.splice(0, this.backlogHead);
-      this.backlogHead = 0;
     }
   }
 }

@@ -20,6 +20,7 @@ import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
 import { AdaptiveLimit } from './admission.ts';
 import type { RuntimeConfig } from './config.ts';
+import { Fifo } from './fifo.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { RuntimeMetrics } from './metrics.ts';
@@ -64,8 +65,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private sweeper: NodeJS.Timeout | undefined;
   private freezer: NodeJS.Timeout | undefined;
   /** Users that settled, in the order they did, with when: the next to freeze are at the head. */
-  private settledQueue: Array<{ actor: UserActor; at: number }> = [];
-  private settledHead = 0;
+  private readonly settledQueue = new Fifo<{ actor: UserActor; at: number }>();
   private ownershipTimer: NodeJS.Timeout | undefined;
   /** The ownership tick under way, so two never overlap and stop can wait for it. */
   private reconciling: Promise<void> = Promise.resolve();
@@ -375,16 +375,12 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     const cutoff = Date.now() - this.config.freezeAfterMs;
     const until = performance.now() + FREEZE_BUDGET_MS;
     const queue = this.settledQueue;
-    while (this.settledHead < queue.length && performance.now() < until) {
-      const { actor, at } = queue[this.settledHead]!;
+    while (queue.length > 0 && performance.now() < until) {
+      const { actor, at } = queue.peek()!;
       if (at > cutoff) break;
-      this.settledHead++;
+      queue.shift();
       // Not if it worked since (a later entry stands for it) or left the node.
       if (actor.lastActive === at && actor.idle && this.residents.get(actor.userId) === actor) actor.freeze();
-    }
-    if (this.settledHead > 1024 && this.settledHead * 2 > queue.length) {
-      this.settledQueue = queue.slice(this.settledHead);
-      this.settledHead = 0;
     }
   }
 
