@@ -72,8 +72,8 @@ export interface RuntimeConfig {
    */
   idleMs: number;
   /**
-   * A resident user idle this long is kept as its record's bytes only, a few hundred bytes, until
-   * its next event (`FM_FREEZE_AFTER_MS`).
+   * A resident user idle this long is kept as its record only, deflated (about 80 bytes for a
+   * simple user), until its next event (`FM_FREEZE_AFTER_MS`).
    * @default 2000
    */
   freezeAfterMs: number;

@@ -64,11 +64,7 @@ interface Work {
 }
 
 /** What a view shows: entitlements, safety content and the devices it lists. */
-interface Shown {
-  view: UserView;
-  safety: SafetyContent;
-  devices: readonly string[];
-}
+type Shown = Omit<Committed, 'snapshot'>;
 
 /** One user, resident on this node. */
 export class UserActor {

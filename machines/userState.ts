@@ -58,9 +58,9 @@ export function createUserState(userId: string, createdAt: number, machine: User
 
 /**
  * One actor scope per machine, made once. XState's pure `transition()` builds a throw-away actor
- * and system for every call (about 24 µs, measured); the machine's transitions only read the scope
- * (it runs no invoked or spawned actors, and action side effects are not run here), so one inert
- * scope serves every user.
+ * and system for every call (measured: 50 µs per crisis button against 8 µs here); the machine's
+ * transitions only read the scope (it runs no invoked or spawned actors, and action side effects
+ * are not run here), so one inert scope serves every user.
  */
 const scopes = new WeakMap<UserMachine, AnyActorScope>();
 
