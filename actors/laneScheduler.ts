@@ -13,7 +13,7 @@ import { Fifo } from './fifo.ts';
 /** A decoded, valid event from a lane, waiting to be applied by its user. */
 export interface Delivery {
   lane: Lane;
-  /** Stream sequence: a user skips a redelivery at or below the highest it applied. */
+  /** Stream sequence in its lane (a user records the highest it applied; its event id decides duplicates). */
   seq: number;
   event: UserEvent;
   /**

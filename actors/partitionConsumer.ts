@@ -9,7 +9,7 @@
  * floor (nats-server 2.14+; the consumer and its pin group stay): it delivers again, in stream
  * order, everything from the first unacknowledged message.
  * Messages up to the last one delivered before may have been partly processed (views out, record
- * not saved) and are marked redelivered; a user skips what it applied by its per-lane sequence.
+ * not saved) and are marked redelivered; a user skips what it applied by its event ids.
  */
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { Lane } from '../transport/subjects.ts';
