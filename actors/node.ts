@@ -231,7 +231,9 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     const consumers = this.held.get(partition) ?? [];
     await Promise.all(consumers.map((c) => c.stop()));
     const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
-    for (const d of this.scheduler.drop((d) => inPartition(d.event.userId))) d.nak();
+    // Not nak'ed: left unacknowledged, they come again from the next holder's reset to the ack
+    // floor, in stream order. A nak would send them ahead of that replay, out of order.
+    this.scheduler.drop((d) => inPartition(d.event.userId));
     const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
     for (const a of actors) a.surrender();
     if (handOver) {
@@ -327,7 +329,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
     if (this.releasing.size > 0 && this.releasing.has(partitionOf(userId, this.topology.options.partitions))) {
-      d.nak();
+      // Left unacknowledged for the next holder's replay (see leave).
       this.scheduler.release(d);
       return;
     }

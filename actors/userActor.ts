@@ -134,10 +134,8 @@ export class UserActor {
   surrender(): void {
     const work = this.work;
     if (work) {
-      for (const d of [...work.crisis, ...work.normal]) {
-        d.nak();
-        this.host.release(d);
-      }
+      // Left unacknowledged: the next holder's reset to the ack floor delivers them again, in order.
+      for (const d of [...work.crisis, ...work.normal]) this.host.release(d);
       work.crisis = [];
       work.normal = [];
     }
