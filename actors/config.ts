@@ -10,6 +10,7 @@ import { DEFAULT_NATS_URL, natsUrlFromEnv } from '../transport/connection.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { DEFAULT_TOPOLOGY_OPTIONS, type TopologyOptions } from '../transport/topology.ts';
 import { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.ts';
+import type { TokenBucketPolicy } from './tokenBucket.ts';
 
 /** A crisis line shown on every device. */
 export interface CrisisLine {
@@ -95,6 +96,18 @@ export interface RuntimeConfig {
    */
   admission: AdmissionOptions;
   /**
+   * Each user's crisis-button presses on the crisis lane (`crisisRateLimit.ts`): `burst` pass at
+   * once, then `ratePerS` a second; the excess becomes `rate_limited` dead letters
+   * (`FM_CRISIS_BURST`, `FM_CRISIS_RATE_PER_S`). Ten at once, because a person in distress taps
+   * again and again, and all of those first presses pass: the first starts the crisis (a bucket is
+   * full unless its user pressed ten times in the last ten seconds, and then the crisis is on), the
+   * rest only confirm it. One a second after that, because no person keeps pressing faster, while
+   * a stuck or hostile device then costs a dead letter per press instead of a commit. A bucket is
+   * full again ten seconds after a flood ends, and at once when the crisis is resolved.
+   * @default { ratePerS: 1, burst: 10 }
+   */
+  crisisRateLimit: TokenBucketPolicy;
+  /**
    * Messages each partition's lane consumer buffers ahead of the node.
    * @default { normal: 64, crisis: 16 }
    */
@@ -156,6 +169,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   maxResident: 200_000,
   sweepMs: 1_000,
   admission: DEFAULT_ADMISSION,
+  crisisRateLimit: { ratePerS: 1, burst: 10 },
   pullBatch: { normal: 64, crisis: 16 },
   pullExpiresMs: 1_000,
   normalYieldEvery: 32,
@@ -182,6 +196,16 @@ const int = (value: string | undefined): number | undefined => {
   if (value === undefined || value === '') return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got "${value}"`);
+  return n;
+};
+
+/** A rate (any positive number) or, with `integer`, a count of at least 1: a zero would refuse every crisis press. */
+const positive = (value: string | undefined, integer = false): number | undefined => {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new Error(`expected a positive ${integer ? 'integer' : 'number'}, got "${value}"`);
+  }
   return n;
 };
 
@@ -223,6 +247,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
       ...d.admission,
       targetMs: int(env.FM_ADMISSION_TARGET_MS) ?? d.admission.targetMs,
       max: int(env.FM_NORMAL_CONCURRENCY) ?? d.admission.max,
+    },
+    crisisRateLimit: {
+      ratePerS: positive(env.FM_CRISIS_RATE_PER_S) ?? d.crisisRateLimit.ratePerS,
+      burst: positive(env.FM_CRISIS_BURST, true) ?? d.crisisRateLimit.burst,
     },
   };
 }

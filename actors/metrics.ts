@@ -39,6 +39,7 @@ const COUNTERS = {
   stale: ['fm_events_stale_total', 'Events older than what the user already applied'],
   crises: ['fm_crises_started_total', 'Crisis episodes started'],
   deadLetters: ['fm_dead_letters_total', 'Messages kept as dead letters'],
+  crisisRateLimited: ['fm_crisis_rate_limited_total', "Crisis-lane events over their user's rate limit, kept as dead letters"],
   retries: ['fm_retries_total', 'NATS requests tried again after a transient failure'],
   activations: ['fm_activations_total', 'Users loaded into memory'],
   passivations: ['fm_passivations_total', 'Users dropped from memory'],
@@ -59,6 +60,7 @@ const GAUGES = {
   residentsPeak: ['fm_residents_peak', 'Most users in memory at once since the node started'],
   partitionsHeld: ['fm_partitions_held', 'Partitions this node holds now'],
   normalLimit: ['fm_normal_limit', 'Normal-lane events the node lets in at once now (learned from commit latency)'],
+  crisisRateLimitUsers: ['fm_crisis_rate_limit_users', 'Users whose crisis-lane rate limit bucket the node holds (not full again yet)'],
 } as const;
 
 type Counts = Record<keyof typeof COUNTERS | keyof typeof GAUGES, number>;
@@ -71,6 +73,7 @@ export class RuntimeMetrics implements Counts {
   stale = 0;
   crises = 0;
   deadLetters = 0;
+  crisisRateLimited = 0;
   retries = 0;
   activations = 0;
   passivations = 0;
@@ -87,6 +90,7 @@ export class RuntimeMetrics implements Counts {
   residentsPeak = 0;
   partitionsHeld = 0;
   normalLimit = 0;
+  crisisRateLimitUsers = 0;
 
   /** The Prometheus view of these metrics, every series labelled `node`. */
   readonly registry = new Registry();
@@ -149,6 +153,7 @@ export class RuntimeMetrics implements Counts {
       stale: this.stale,
       crises: this.crises,
       deadLetters: this.deadLetters,
+      crisisRateLimited: this.crisisRateLimited,
       retries: this.retries,
       activations: this.activations,
       passivations: this.passivations,
@@ -165,6 +170,7 @@ export class RuntimeMetrics implements Counts {
       residentsPeak: this.residentsPeak,
       partitionsHeld: this.partitionsHeld,
       normalLimit: this.normalLimit,
+      crisisRateLimitUsers: this.crisisRateLimitUsers,
       eventLatencyMs: summary(this.eventLatency),
       crisisLatencyMs: summary(this.crisisLatency),
       therapeuticLatencyMs: summary(this.therapeuticLatency),

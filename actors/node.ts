@@ -3,8 +3,9 @@
  * crisis lane), provisions the topology, joins the members, takes and hands over partitions (the
  * server pins each partition's consumers to one client; the nodes agree on who asks, see
  * `partitions.ts`), consumes both lanes of the partitions it holds, decodes and validates every
- * message (bad ones become dead letters, the lane goes on), hands deliveries to user actors crisis
- * first, freezes and passivates idle users, and on stop hands its partitions over and drains.
+ * message (bad ones become dead letters, the lane goes on), limits each user's crisis presses
+ * (`crisisRateLimit.ts`), hands deliveries to user actors crisis first, freezes and passivates idle
+ * users, and on stop hands its partitions over and drains.
  */
 import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -20,6 +21,7 @@ import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
 import { AdaptiveLimit } from './admission.ts';
 import type { RuntimeConfig } from './config.ts';
+import { CrisisRateLimit } from './crisisRateLimit.ts';
 import { Fifo } from './fifo.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -57,6 +59,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private readonly residents = new Map<string, UserActor>();
   private readonly scheduler: LaneScheduler;
   private readonly admission: AdaptiveLimit;
+  private readonly crisisLimit: CrisisRateLimit;
   /** Partitions this node holds, with the consumers of both lanes. */
   private readonly held = new Map<number, PartitionConsumer[]>();
   /** Partitions being handed over: their deliveries go back to the lane. */
@@ -79,6 +82,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.machine = createUserMachine(config.policy);
     this.topology = createTopology(config.topology);
     this.admission = new AdaptiveLimit(config.admission);
+    this.crisisLimit = new CrisisRateLimit(config.crisisRateLimit);
     this.scheduler = new LaneScheduler(
       this.admission,
       (d) => this.dispatch(d),
@@ -265,7 +269,21 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       m.ack();
       return;
     }
+    // Before the user's transition and commit: a flood is acknowledged as fast as its dead letters
+    // are stored, and never waits in (or holds) the crisis lane's scheduling.
+    const verdict = this.crisisLimit.admit(lane, event, performance.now());
+    if (!verdict.allowed) return this.rateLimited(m, event, verdict.inARow);
     this.scheduler.submit({ lane, seq: m.seq, event, redelivered, ack: () => m.ack(), nak: () => m.nak() });
+  }
+
+  /** A crisis event over its user's rate limit: a dead letter, logged once per run of them. */
+  private rateLimited(m: JsMsg, event: UserEvent, inARow: number): void {
+    this.metrics.crisisRateLimited++;
+    const { ratePerS, burst } = this.config.crisisRateLimit;
+    if (inARow === 1) {
+      this.log.warn({ userId: event.userId, eventType: event.type, ratePerS, burst }, 'crisis lane rate limit: excess events become dead letters');
+    }
+    this.reject(m, 'rate_limited', `${event.type} over its user's limit (${burst} at once, then ${ratePerS}/s)`);
   }
 
   private reject(m: JsMsg, reason: DeadLetterReason, detail: string): void {
@@ -297,7 +315,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     ids: { seq?: number; eventId?: string },
   ): Promise<void> {
     this.metrics.deadLetters++;
-    this.log.warn({ subject, ...ids, reason, detail }, 'dead letter');
+    // A flood would write a line per event: its start is logged once (rateLimited).
+    this.log[reason === 'rate_limited' ? 'debug' : 'warn']({ subject, ...ids, reason, detail }, 'dead letter');
     const letter = deadLetter(this.topology.subjects, { reason, detail, subject, raw, receivedAt: Date.now() });
     try {
       await retry('store dead letter', () => this.outputs.normal.publisher.deadLetter(letter), this);
@@ -386,7 +405,10 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     }
   }
 
-  /** Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap. */
+  /**
+   * Passivates users idle longer than `idleMs`, then the least recent idle ones over the cap;
+   * forgets the crisis rate limit's buckets that are full again.
+   */
   private sweep(): void {
     const cutoff = Date.now() - this.config.idleMs;
     for (const [userId, actor] of this.residents) {
@@ -394,6 +416,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     }
     this.enforceResidentCap();
     this.scheduler.resume();
+    this.crisisLimit.prune(performance.now());
+    this.metrics.crisisRateLimitUsers = this.crisisLimit.size;
   }
 
   /**

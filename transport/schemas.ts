@@ -89,8 +89,11 @@ export const AuditRecord = z.strictObject({
   viewVersion: z.number().int().positive().nullable(),
 });
 
-/** Why a message was dead-lettered (also the last token of its `fm.dlq.<reason>` subject). */
-export const DEAD_LETTER_REASONS = ['too_large', 'malformed', 'invalid', 'user_mismatch', 'unknown_user', 'rejected'] as const;
+/**
+ * Why a message was dead-lettered (also the last token of its `fm.dlq.<reason>` subject).
+ * `rate_limited`: a valid crisis-lane event over its user's rate limit (`actors/crisisRateLimit.ts`).
+ */
+export const DEAD_LETTER_REASONS = ['too_large', 'malformed', 'invalid', 'user_mismatch', 'unknown_user', 'rejected', 'rate_limited'] as const;
 
 /** Most bytes of a rejected body a dead letter keeps: enough to diagnose, and the letter always fits. */
 export const DEAD_LETTER_RAW_BYTES = 16 * 1024;
