@@ -5,6 +5,7 @@
  */
 import Stripe from 'stripe';
 import type { StripeEvent } from '../../machines/stripe.ts';
+import { CARD, PERSON } from './pii.ts';
 
 export const PRICE_BASIC = 'price_1QbAsicMonthlyEUR';
 export const PRICE_PREMIUM = 'price_1QpReMiumMonthlyEUR';
@@ -72,8 +73,10 @@ export function invoice(fields: Record<string, unknown> = {}, parties: Parties =
     id: 'in_1R2bC3dE4fG5hI6jKl',
     object: 'invoice',
     customer: parties.customer ?? CUSTOMER,
-    customer_email: 'someone@example.com',
-    customer_name: 'Someone Example',
+    customer_email: PERSON.email,
+    customer_name: PERSON.name,
+    customer_phone: PERSON.phone,
+    customer_address: PERSON.address,
     status: 'open',
     billing_reason: 'subscription_cycle',
     amount_due: 999,
@@ -90,6 +93,38 @@ export function invoice(fields: Record<string, unknown> = {}, parties: Parties =
     },
     lines: { object: 'list', data: [], has_more: false },
     ...fields,
+  };
+}
+
+/** A customer object (`customer.created`, `customer.updated`): the person's details. */
+export function stripeCustomer(parties: Parties = {}) {
+  return {
+    id: parties.customer ?? CUSTOMER,
+    object: 'customer',
+    email: PERSON.email,
+    name: PERSON.name,
+    phone: PERSON.phone,
+    address: PERSON.address,
+    metadata: parties.metadata ?? { user_id: USER_ID },
+    invoice_settings: { default_payment_method: 'pm_1R2bC3dE4fG5hI6j' },
+    livemode: false,
+  };
+}
+
+/** A charge (`charge.succeeded`): billing details and the card that paid. */
+export function charge(parties: Parties = {}) {
+  return {
+    id: 'ch_1R2bC3dE4fG5hI6jKl',
+    object: 'charge',
+    amount: 999,
+    currency: 'eur',
+    customer: parties.customer ?? CUSTOMER,
+    receipt_email: PERSON.email,
+    billing_details: { email: PERSON.email, name: PERSON.name, phone: PERSON.phone, address: PERSON.address },
+    payment_method: 'pm_1R2bC3dE4fG5hI6j',
+    payment_method_details: { type: 'card', card: { ...CARD, checks: { cvc_check: 'pass', address_line1_check: 'pass' } } },
+    metadata: parties.metadata ?? { user_id: USER_ID },
+    status: 'succeeded',
   };
 }
 

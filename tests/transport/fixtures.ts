@@ -3,6 +3,7 @@ import { deriveView } from '../../machines/deviceView.ts';
 import type { UserEvent } from '../../machines/events.ts';
 import { applyEvent, createUserState } from '../../machines/userState.ts';
 import type { Alert, AuditRecord, DeadLetter, DeviceView } from '../../transport/schemas.ts';
+import { ANSWERS, EMERGENCY_CONTACTS, SAFETY_PLAN } from '../support/pii.ts';
 
 const userId = 'user-1';
 
@@ -16,22 +17,9 @@ export const EVENTS: UserEvent[] = [
   { type: 'subscription_canceled', id: 'e6', userId, at: 6, subscriptionId: 'sub_1' },
   { type: 'grace_ended', id: 'e7', userId, at: 7 },
   { type: 'trial_ended', id: 'e8', userId, at: 8 },
-  { type: 'assessment_completed', id: 'e9', userId, at: 9, instrument: 'gad7', answers: [1, 2, 3, 0, 1, 2, 3] },
-  {
-    type: 'safety_plan_updated',
-    id: 'e10',
-    userId,
-    at: 10,
-    plan: {
-      warningSigns: ['cannot sleep'],
-      copingStrategies: ['walk'],
-      distractions: ['cafe'],
-      peopleToAsk: ['sister'],
-      professionals: ['dr. k'],
-      safeEnvironment: ['lock cabinet'],
-    },
-  },
-  { type: 'emergency_contacts_updated', id: 'e11', userId, at: 11, contacts: [{ name: 'Sam', phone: '+1 555 0100' }] },
+  { type: 'assessment_completed', id: 'e9', userId, at: 9, instrument: 'gad7', answers: [...ANSWERS.gad7] },
+  { type: 'safety_plan_updated', id: 'e10', userId, at: 10, plan: SAFETY_PLAN },
+  { type: 'emergency_contacts_updated', id: 'e11', userId, at: 11, contacts: EMERGENCY_CONTACTS },
   { type: 'device_removed', id: 'e12', userId, at: 12, deviceId: 'phone' },
   { type: 'crisis_button', id: 'e13', userId, at: 13, deviceId: 'phone' },
   { type: 'crisis_detected', id: 'e14', userId, at: 14, source: 'clinician', level: 'critical' },
@@ -48,7 +36,7 @@ export const DEVICE_VIEW: DeviceView = {
   issuedAt: 100,
   ...deriveView(state.snapshot),
   crisisLines: [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }],
-  safety: { plan: null, contacts: [{ name: 'Sam', phone: '+1 555 0100', relationship: 'friend' }] },
+  safety: { plan: null, contacts: EMERGENCY_CONTACTS },
 };
 
 /** An audit record of a crisis starting. */

@@ -12,6 +12,7 @@ import { userMachine } from '../../machines/userMachine.ts';
 import { statechartGraph } from '../../viewer/statechart.ts';
 import { launchChromium } from '../support/browser.ts';
 import { event, registerDevices } from '../support/events.ts';
+import { EMERGENCY_CONTACTS, SAFETY_PLAN } from '../support/pii.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
 
@@ -20,9 +21,8 @@ const system = useSystem({ CLINICIAN_TOKEN: TOKEN, PORT: '0' }, { script: 'scrip
 const SCREENSHOT = 'test-results/viewer.png';
 
 // Personal content the user's devices hold: it must never reach the viewer.
-const PLAN_TEXT = 'Walk to the river with Dana';
-const CONTACT_NAME = 'Dana Secretperson';
-const CONTACT_PHONE = '+1 555 0100 77';
+const PLAN_TEXT = SAFETY_PLAN.copingStrategies[0]!;
+const { name: CONTACT_NAME, phone: CONTACT_PHONE } = EMERGENCY_CONTACTS[1]!;
 
 let browser: Browser;
 beforeAll(async () => {

@@ -14,6 +14,7 @@ import type { Timeline } from '../../viewer/data.ts';
 import type { HttpRoutes } from '../../ingress/http.ts';
 import { createViewer } from '../../viewer/routes.ts';
 import { event, registerDevices } from '../support/events.ts';
+import { EMERGENCY_CONTACTS, SAFETY_PLAN } from '../support/pii.ts';
 import { waitFor } from '../support/processes.ts';
 import { useSystem } from '../support/system.ts';
 import { machineWithPausedState } from './machines.ts';
@@ -24,8 +25,8 @@ const system = useSystem({ CLINICIAN_TOKEN: TOKEN, PORT: '0' }, { script: 'scrip
 const base = () => `http://127.0.0.1:${system().runtime.httpPort}`;
 const bearer = { authorization: `Bearer ${TOKEN}` };
 
-const PLAN_TEXT = 'Call my sister Robin first';
-const CONTACT = { name: 'Robin Privateperson', phone: '+1 555 0199 42' };
+const PLAN_TEXT = SAFETY_PLAN.warningSigns[0]!;
+const CONTACT = EMERGENCY_CONTACTS[0]!;
 
 /** A user with two devices, premium, safety content, and one crisis. */
 async function userWithHistory(): Promise<string> {
