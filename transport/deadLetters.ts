@@ -1,11 +1,15 @@
 /**
  * Dead letters: what the runtime keeps of a message it rejected. Raw bytes are kept for diagnosis
- * only when the message cannot hold personal content: safety plans, emergency contacts, assessment
- * answers and anything on a subject we cannot read are redacted. A long body is cut to its first
+ * only when the body is plain: a msgpack map of event fields that never carry personal content,
+ * each holding an id, an enum value, a time or a count. Anything else is redacted: text that is not
+ * msgpack (a producer sending JSON), a safety plan, contacts or answers under any name or on any
+ * subject, an unknown key, a value with spaces, `@` or `+`; and every body on a safety-content or
+ * assessment subject, or on a subject we cannot read. A long body is cut to its first
  * {@link DEAD_LETTER_RAW_BYTES}, so a dead letter always fits its own size limit: a rejection of an
  * oversized message is stored like any other, never retried.
  */
-import type { UserEventType } from '../machines/events.ts';
+import { decode as unpack } from '@msgpack/msgpack';
+import { UserEvent, type UserEventType } from '../machines/events.ts';
 import { DEAD_LETTER_RAW_BYTES, type DeadLetter, type DeadLetterReason } from './schemas.ts';
 import type { Subjects } from './subjects.ts';
 
@@ -16,14 +20,36 @@ export const SENSITIVE_EVENT_TYPES: ReadonlySet<string> = new Set<UserEventType>
   'assessment_completed',
 ]);
 
-/** Builds the dead letter for a rejected message: its body redacted when it may be personal, cut when long. */
+/** The fields of every other event type: ids, types, tiers, statuses, times, counts. */
+const PLAIN_FIELDS: ReadonlySet<string> = new Set(
+  UserEvent.options.filter((o) => !SENSITIVE_EVENT_TYPES.has(o.shape.type.value)).flatMap((o) => Object.keys(o.shape)),
+);
+
+/** An id or an enum value: no spaces, `@` or `+`, so not a name, an e-mail or a phone number. */
+const PLAIN_STRING = /^[\w:.-]*$/;
+
+const plainValue = (v: unknown) => v === null || typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && PLAIN_STRING.test(v));
+
+/** Whether a body is a msgpack map of plain fields with plain values (see the module's comment). */
+function isPlain(raw: Uint8Array): boolean {
+  let body: unknown;
+  try {
+    body = unpack(raw);
+  } catch {
+    return false;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || ArrayBuffer.isView(body)) return false;
+  return Object.entries(body).every(([key, value]) => PLAIN_FIELDS.has(key) && plainValue(value));
+}
+
+/** Builds the dead letter for a rejected message: its body redacted unless plain, cut when long. */
 export function deadLetter(
   subjects: Subjects,
   input: { reason: DeadLetterReason; detail: string; subject: string; raw: Uint8Array | null; receivedAt: number },
 ): DeadLetter {
   const { raw } = input;
   const parsed = subjects.parseEvent(input.subject);
-  const redacted = raw !== null && (parsed === undefined || SENSITIVE_EVENT_TYPES.has(parsed.type));
+  const redacted = raw !== null && (parsed === undefined || SENSITIVE_EVENT_TYPES.has(parsed.type) || !isPlain(raw));
   // A copy: the letter must not pin a large receive buffer while it waits to be stored.
   const kept = raw === null || redacted ? null : raw.slice(0, DEAD_LETTER_RAW_BYTES);
   return {

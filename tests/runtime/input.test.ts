@@ -9,6 +9,7 @@ import { UserEvent, type SafetyPlan } from '../../machines/events.ts';
 import { decode, encode } from '../../transport/codec.ts';
 import { Alert } from '../../transport/schemas.ts';
 import { event, registerDevices } from '../support/events.ts';
+import { EMERGENCY_CONTACTS, needlesIn, SAFETY_PLAN } from '../support/pii.ts';
 import { waitFor } from '../support/processes.ts';
 import { lanesSettled, settled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
@@ -35,7 +36,9 @@ describe('bad input', () => {
     await lanesSettled(client);
     const letters = await client.deadLetters();
     expect(letters.map((l) => l.reason)).toEqual(['malformed', 'invalid', 'user_mismatch', 'invalid']);
-    expect(letters[0]!.raw).toEqual(new Uint8Array([0xc1, 0x01, 0x02]));
+    // Bytes that are not msgpack may be any text (a producer sending JSON): kept as their size only.
+    expect(letters[0]).toMatchObject({ raw: null, size: 3, redacted: true });
+    expect(letters[1]!.raw).not.toBeNull();
     expect(letters[1]!.detail).toContain('tier');
     expect(letters[2]!.detail).toContain('userId');
     expect(letters[3]!.detail).toContain('does not match the subject');
@@ -45,7 +48,7 @@ describe('bad input', () => {
 });
 
 describe('safety content', () => {
-  const SECRET = 'call-my-sister-Ines-555-0199';
+  const SECRET = SAFETY_PLAN.peopleToAsk[0]!;
   const plan = (marker: string): SafetyPlan => ({
     warningSigns: [`${marker} warning`],
     copingStrategies: ['walk'],
@@ -59,7 +62,7 @@ describe('safety content', () => {
   it('j. a device that missed the last safety-plan change holds the latest plan as soon as a crisis starts; no log or audit has it', async () => {
     const { client } = system();
     const user = 'safety-user';
-    const contacts = [{ name: 'Ines', phone: '+1 555 0199', relationship: 'sister' }];
+    const contacts = [EMERGENCY_CONTACTS[0]!];
     const online = await system().devices(`${user}:phone`);
     await client.publish(...registerDevices(user, ['phone', 'tablet']), event(user, 'emergency_contacts_updated', { contacts }));
     await client.publish(event(user, 'safety_plan_updated', { plan: plan('v1') }));
@@ -89,9 +92,9 @@ describe('safety content', () => {
     const audit = await client.audit();
     expect(audit.some((a) => a.userId === user && a.eventType === 'crisis_button')).toBe(true);
     const leaks = [
-      ...system().runtime.lines.filter((l) => l.includes('Ines') || l.includes('555 0199') || l.includes('555-0199')),
-      ...audit.map((a) => JSON.stringify(a)).filter((a) => a.includes('Ines') || a.includes('555 0199') || a.includes('555-0199')),
-      ...(await client.deadLetters()).map((l) => JSON.stringify({ ...l, raw: null })).filter((l) => l.includes('Ines')),
+      ...system().runtime.lines.filter((l) => needlesIn(l).length > 0),
+      ...audit.map((a) => JSON.stringify(a)).filter((a) => needlesIn(a).length > 0),
+      ...(await client.deadLetters()).map((l) => JSON.stringify({ ...l, raw: null })).filter((l) => needlesIn(l).length > 0),
     ];
     expect(leaks).toEqual([]);
   });
