@@ -2,12 +2,21 @@
  * Real processes for integration tests: a runtime node (`actors/main.ts`) and device processes
  * (`clients/devicesMain.ts`), each its own Node.js process talking to the test's nats-server.
  * Device processes print one JSON line per applied view; this harness keeps them per device.
+ * Everything a process writes is also appended to its own file under {@link LOG_DIR}.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import type { DeviceView } from '../../transport/schemas.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/**
+ * Where every child's output (stdout and stderr) is kept, one file per process,
+ * `<test file>.<script>.<pid>.log`: what `scripts/piiSweep.ts` reads after the suite.
+ */
+export const LOG_DIR = join(ROOT, 'test-results', 'logs');
 const START_TIMEOUT_MS = 20_000;
 
 /** Polls `check` until it returns a truthy value or the timeout passes. */
@@ -19,6 +28,13 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Opens (appending) the log file of a child running `script`. */
+function openLog(script: string, pid: number | undefined): number {
+  mkdirSync(LOG_DIR, { recursive: true });
+  const testFile = basename(expect.getState().testPath ?? 'no-test');
+  return openSync(join(LOG_DIR, `${testFile}.${basename(script, '.ts')}.${pid ?? 'unstarted'}.log`), 'a');
 }
 
 /** A child process whose stdout is read line by line. */
@@ -34,8 +50,13 @@ class Child {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const log = openLog(script, this.child.pid);
+    // Written at once, synchronously: a test worker may exit right after its last child.
+    const keep = (chunk: Buffer) => writeSync(log, chunk);
+    this.child.once('close', () => closeSync(log));
     let buffer = '';
     this.child.stdout!.on('data', (chunk: Buffer) => {
+      keep(chunk);
       buffer += chunk.toString();
       let nl: number;
       while ((nl = buffer.indexOf('\n')) >= 0) {
@@ -46,6 +67,7 @@ class Child {
       }
     });
     this.child.stderr!.on('data', (chunk: Buffer) => {
+      keep(chunk);
       this.stderr = (this.stderr + chunk.toString()).slice(-8_192);
     });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
