@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["tests/**/*.test.ts"],
+    // Secrets of the run's own (FM_SECRETS): role keys, store key, a test CA.
+    globalSetup: ["tests/support/secrets.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Worker processes, not threads: tests spawn and signal nats-server children of their own.

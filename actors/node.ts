@@ -99,8 +99,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
 
   private async open(): Promise<void> {
     const { config, topology } = this;
-    this.nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/normal` });
-    this.crisisNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/crisis` });
+    this.nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/normal`, credentials: { role: 'runtime' } });
+    this.crisisNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/crisis`, credentials: { role: 'runtime' } });
     const { jsm, users, members, partitions } = await provision(this.nc, topology);
     // The crisis lane's own handles, on its own connection, end to end.
     const crisisUsers = await new Kvm(this.crisisNc).open(topology.buckets.users);

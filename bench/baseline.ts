@@ -40,7 +40,7 @@ export const BASELINE_DEVICES = [0, 1, 2];
 
 /** Creates the baseline's streams and consumer (fresh each run). */
 export async function provisionBaseline(url: string, maxAckPending: number): Promise<void> {
-  const nc = await connectNats({ servers: url, name: 'bench-baseline-setup' });
+  const nc = await connectNats({ servers: url, name: 'bench-baseline-setup', credentials: { role: 'runtime' } });
   const jsm = await jetstreamManager(nc);
   for (const name of [BASELINE.inStream, BASELINE.viewStream]) await jsm.streams.delete(name).catch(() => false);
   const base = { storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 };
@@ -81,7 +81,7 @@ const VIEW_SUBJECTS: Record<BaselineMode, (user: string) => string[]> = {
 if (import.meta.main) {
   const subjects = VIEW_SUBJECTS[(process.env.BENCH_BASELINE as BaselineMode | undefined) ?? 'transport'];
   const view = sampleView();
-  const nc = await connectNats({ name: 'bench-baseline-worker' });
+  const nc = await connectNats({ name: 'bench-baseline-worker', credentials: { role: 'runtime' } });
   const js = jetstream(nc);
   const consumer = await js.consumers.get(BASELINE.inStream, BASELINE.consumer);
   const messages = await consumer.consume({ max_messages: 512 });

@@ -150,7 +150,7 @@ async function withCluster<T>(steps: (cluster: Cluster) => Promise<T>): Promise<
   progress('cluster: starting servers');
   const nats = await startNatsCluster({ servers });
   const url = nats.urls.join(',');
-  const nc = await connectNats({ servers: url, name: 'bench' });
+  const nc = await connectNats({ servers: url, name: 'bench', credentials: { role: 'runtime' } });
   const cluster: Cluster = { url, nats, nc, js: jetstream(nc), nodes: new Map() };
   try {
     return await steps(cluster);

@@ -39,7 +39,7 @@ const FLUSH_MS = 2;
  */
 const STARTS_IN_FLIGHT = 64;
 const now = () => performance.timeOrigin + performance.now();
-const own = await connectNats({ name: `bench-devices/${process.pid}` });
+const own = await connectNats({ name: `bench-devices/${process.pid}`, credentials: { role: 'runtime' } });
 let rows: AppliedRow[] = [];
 let timer: NodeJS.Timeout | undefined;
 const flush = () => {
@@ -89,7 +89,7 @@ async function startAll(pairs: string[], connectionOf: (i: number) => NatsConnec
 /** Starts devices on new connections of `perConnection` each; resolves with each one's catch-up time (ms), and the number without a view. */
 async function connect(pairs: string[], perConnection: number): Promise<{ connected: number[]; viewless: number }> {
   const count = Math.ceil(pairs.length / perConnection);
-  const connections = await Promise.all(Array.from({ length: count }, (_, c) => connectNats({ name: `bench-devices/${process.pid}/${c}` })));
+  const connections = await Promise.all(Array.from({ length: count }, (_, c) => connectNats({ name: `bench-devices/${process.pid}/${c}`, credentials: { role: 'runtime' } })));
   const startedAt = new Array<number>(pairs.length);
   const caughtUpMs = new Array<number | undefined>(pairs.length);
   await startAll(

@@ -166,7 +166,7 @@ export async function withBench(steps: (bench: Bench) => Promise<void>): Promise
   const server = { cwd: store, port, httpPort: port + 1000 };
   let nats: NatsProcess = await startNatsProcess(server);
   const url = `nats://127.0.0.1:${port}`;
-  const nc = await connectNats({ servers: url, name: 'bench' });
+  const nc = await connectNats({ servers: url, name: 'bench', credentials: { role: 'runtime' } });
   let current: ChildProcess | undefined;
   try {
     await steps({
@@ -476,7 +476,7 @@ export async function startLoad(server: { url: string; js: JetStreamClient }, op
   const { loadUsers = SIZE.inFlight, crisisUsers = SIZE.crisisUsers, devices = DEVICES, prefix = 'load' } = options;
   const watch = await DeviceWatch.start(server.url, devices);
   const crisisWatch = await DeviceWatch.start(server.url, devices);
-  const buttonNc = await connectNats({ servers: server.url, name: 'bench-crisis-button' });
+  const buttonNc = await connectNats({ servers: server.url, name: 'bench-crisis-button', credentials: { role: 'runtime' } });
   const loadPool = userIds(prefix, loadUsers);
   const crisisPool = userIds('crisis', crisisUsers);
   const stop = () => Promise.all([watch.stop(), crisisWatch.stop(), drainNats(buttonNc)]).then(() => undefined);

@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'fullmind-bench-writer-'));
   const [port, httpPort] = await Promise.all([freePort(), freePort()]);
   const server = await startNatsProcess({ cwd: dir, port, httpPort });
-  const nc = await connectNats({ servers: `nats://127.0.0.1:${port}`, name: 'bench/streamWriter' });
+  const nc = await connectNats({ servers: `nats://127.0.0.1:${port}`, name: 'bench/streamWriter', credentials: { role: 'runtime' } });
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: STREAM, subjects: ['bench.>'] });

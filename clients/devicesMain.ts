@@ -18,7 +18,7 @@ const pairs = process.argv.slice(2).map((arg) => {
   return { userId, deviceId };
 });
 const deployment = deploymentFromEnv();
-const nc = await connectNats({ servers: deployment.natsUrl, name: `devices/${process.pid}` });
+const nc = await connectNats({ servers: deployment.natsUrl, name: `devices/${process.pid}`, credentials: { role: 'runtime' } });
 const topology = createTopology(deployment.topology);
 const actors = await Promise.all(
   pairs.map(({ userId, deviceId }) =>

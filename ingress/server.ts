@@ -24,7 +24,7 @@ import { publishEvent } from '../transport/eventPublisher.ts';
 import { DeadLetter } from '../transport/schemas.ts';
 import { readBody, type HttpRoutes } from './http.ts';
 import { verifyStripeWebhook } from './stripeWebhook.ts';
-import { provision, streamConfigs, type Topology } from '../transport/topology.ts';
+import { openBucket, streamConfigs, type Topology } from '../transport/topology.ts';
 
 /** Options of {@link startIngress}. */
 export interface IngressOptions {
@@ -101,7 +101,8 @@ export function parsePriceTiers(value: string | undefined): Record<string, PaidT
 export async function startIngress(ingressOptions: IngressOptions): Promise<Ingress> {
   const options: Resolved = { ...DEFAULT_INGRESS_OPTIONS, ...ingressOptions };
   const { nc, topology, log } = options;
-  const { customers } = await provision(nc, topology);
+  // The runtime provisions the streams and buckets; the ingress's role may only use them.
+  const customers = await openBucket(nc, topology.buckets.customers);
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc, { timeout: options.publishTimeoutMs });
   const directory = new CustomerDirectory(customers);

@@ -51,7 +51,7 @@ function fieldValue(text: string): unknown {
 }
 
 async function withNats<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connectNats({ servers: deployment.natsUrl, name: 'fullmind-cli', maxReconnectAttempts: 3 });
+  const nc = await connectNats({ servers: deployment.natsUrl, name: 'fullmind-cli', credentials: { role: 'runtime' }, maxReconnectAttempts: 3 });
   try {
     return await fn(nc);
   } finally {

@@ -27,7 +27,7 @@ if (!(await acceptsTcp(Number(url.port || 4222)))) {
 }
 
 const topology = createTopology(deployment.topology);
-const nc = await connectNats({ servers: deployment.natsUrl, name: 'demo' });
+const nc = await connectNats({ servers: deployment.natsUrl, name: 'demo', credentials: { role: 'runtime' } });
 const js = jetstream(nc);
 const user = `demo-${Date.now().toString(36)}`;
 const devices = ['phone', 'tablet', 'web'];

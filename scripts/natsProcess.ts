@@ -10,6 +10,8 @@ import { createServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { ensureSecrets, serverEnv } from '../auth/secrets.ts';
+import { secretsDirFromEnv } from '../transport/credentials.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The project's server configuration. */
@@ -39,6 +41,12 @@ export interface NatsProcessOptions {
   /** Extra flags, e.g. `['-DV']`. */
   args?: readonly string[];
   /**
+   * Where the secrets directory (`FM_SECRETS`) and `FM_ALLOW_PLAIN` are read; the directory gets a
+   * development set of secrets when it has none.
+   * @default process.env
+   */
+  env?: NodeJS.ProcessEnv;
+  /**
    * Run in a process group of its own, so that a terminal's Ctrl-C reaches only the parent, which
    * stops the server after the processes that use it.
    * @default false
@@ -58,12 +66,19 @@ export interface NatsProcess {
 const DEFAULT_PORT = 4222;
 const DEFAULT_HTTP_PORT = 8222;
 
-/** Starts nats-server from nats.conf and waits until it is ready; throws with its log if it is not. */
+/** Starts nats-server from nats.conf with its secrets and waits until it is ready; throws with its log if it is not. */
 export async function startNatsProcess(options: NatsProcessOptions): Promise<NatsProcess> {
   const port = options.port ?? DEFAULT_PORT;
   const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT;
   const args = ['-c', NATS_CONF, '-p', String(port), '-m', String(httpPort), ...(options.args ?? [])];
-  const child = spawn(await natsServerBinary(), args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached });
+  const env = options.env ?? process.env;
+  await ensureSecrets(secretsDirFromEnv(env));
+  const child = spawn(await natsServerBinary(), args, {
+    cwd: options.cwd,
+    env: { ...process.env, ...(await serverEnv(env)) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached,
+  });
   let log = '';
   const keep = (chunk: Buffer) => {
     log = (log + chunk.toString()).slice(-LOG_LIMIT);

@@ -39,8 +39,8 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
   const log = createLogger({ component: 'ingress' });
   const secrets = parseSecrets(env.STRIPE_WEBHOOK_SECRET);
   if (secrets.length === 0) log.warn('STRIPE_WEBHOOK_SECRET is not set: every webhook will be refused');
-  const nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/ingress` });
-  const viewerNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/viewer` });
+  const nc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/ingress`, credentials: { role: 'ingress' } });
+  const viewerNc = await connectNats({ servers: config.natsUrl, name: `${config.nodeId}/viewer`, credentials: { role: 'viewer' } });
   const viewer = await createViewer({
     nc: viewerNc,
     topology,

@@ -1,13 +1,18 @@
 /**
  * Writes the JSON Schema of every wire message to `schemas/<name>.json`, for services in other
- * languages. With `--check`, writes nothing and exits 1 when a committed file is stale or missing.
+ * languages, and the NATS accounts file `nats-accounts.conf` (auth/roles.ts). With `--check`,
+ * writes nothing and exits 1 when a committed file is stale or missing.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { renderAccountsConf } from '../auth/roles.ts';
 import { WIRE_SCHEMAS } from '../transport/schemas.ts';
+import { createTopology } from '../transport/topology.ts';
 
-const OUT = join(import.meta.dirname, '..', 'schemas');
+const ROOT = join(import.meta.dirname, '..');
+const OUT = join(ROOT, 'schemas');
+const ACCOUNTS_CONF = 'nats-accounts.conf';
 
 /** The JSON Schema files as they should be: file name → content. */
 export function renderSchemas(): Map<string, string> {
@@ -29,21 +34,31 @@ export function renderSchemas(): Map<string, string> {
 
 if (import.meta.main) {
   const check = process.argv.includes('--check');
-  const expected = renderSchemas();
+  const expected = new Map([...renderSchemas()].map(([file, text]) => [join('schemas', file), text]));
+  expected.set(ACCOUNTS_CONF, renderAccountsConf(createTopology()));
   mkdirSync(OUT, { recursive: true });
-  const present = new Set(readdirSync(OUT).filter((f) => f.endsWith('.json')));
-  const stale = [...expected].filter(([file, text]) => !present.has(file) || readFileSync(join(OUT, file), 'utf8') !== text);
-  const extra = [...present].filter((f) => !expected.has(f));
+  const current = (file: string) => {
+    try {
+      return readFileSync(join(ROOT, file), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const stale = [...expected].filter(([file, text]) => current(file) !== text);
+  const extra = readdirSync(OUT)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => join('schemas', f))
+    .filter((f) => !expected.has(f));
   if (check) {
-    for (const [file] of stale) console.error(`stale: schemas/${file}`);
-    for (const file of extra) console.error(`not a wire message: schemas/${file}`);
+    for (const [file] of stale) console.error(`stale: ${file}`);
+    for (const file of extra) console.error(`not a wire message: ${file}`);
     if (stale.length || extra.length) {
       console.error('run `npm run schemas` and commit the result');
       process.exit(1);
     }
-    console.log(`schemas/ is up to date (${expected.size} files)`);
+    console.log(`schemas/ and ${ACCOUNTS_CONF} are up to date (${expected.size} files)`);
   } else {
-    for (const [file, text] of stale) writeFileSync(join(OUT, file), text);
-    console.log(`wrote ${stale.length} of ${expected.size} schema files to schemas/`);
+    for (const [file, text] of stale) writeFileSync(join(ROOT, file), text);
+    console.log(`wrote ${stale.length} of ${expected.size} generated files`);
   }
 }

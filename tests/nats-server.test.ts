@@ -3,12 +3,12 @@ import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { expect, test } from "vitest";
-import { useNatsServer } from "./support/nats-server.ts";
+import { asRuntime, useNatsServer } from "./support/nats-server.ts";
 
 const server = useNatsServer();
 
 test("serves JetStream from nats.conf, with msgID dedup, on nats-server >= 2.12", async () => {
-  const nc = await connect({ servers: server().url });
+  const nc = await connect({ ...asRuntime(), servers: server().url });
   try {
     const [major = 0, minor = 0] = (nc.info?.version ?? "").split(".").map(Number);
     expect(major > 2 || (major === 2 && minor >= 12), `version ${nc.info?.version}`).toBe(true);
@@ -27,7 +27,7 @@ test("serves JetStream from nats.conf, with msgID dedup, on nats-server >= 2.12"
 });
 
 test("restart after a crash keeps the URL and the stored messages", async () => {
-  let nc = await connect({ servers: server().url });
+  let nc = await connect({ ...asRuntime(), servers: server().url });
   await (await jetstreamManager(nc)).streams.add({ name: "CRASH", subjects: ["crash.>"] });
   await jetstream(nc).publish("crash.a", "x");
   await nc.close();
@@ -35,7 +35,7 @@ test("restart after a crash keeps the URL and the stored messages", async () => 
   server().kill("SIGKILL");
   await server().restart();
 
-  nc = await connect({ servers: server().url });
+  nc = await connect({ ...asRuntime(), servers: server().url });
   try {
     expect((await (await jetstreamManager(nc)).streams.info("CRASH")).state.messages).toBe(1);
   } finally {

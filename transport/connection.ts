@@ -3,6 +3,7 @@
  * reach NATS can only wait), and drained on shutdown so in-flight acks and publishes complete.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { credentialOptions, type Credentials } from './credentials.ts';
 
 /** Default NATS URL when none is configured. */
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
@@ -16,6 +17,8 @@ export interface ConnectOptions {
   servers?: string | string[];
   /** Connection name, shown by the server's monitoring (e.g. `node-1/crisis`). */
   name: string;
+  /** Who signs in: a role's key from the secrets directory, or a device's token (over TLS either way). */
+  credentials: Credentials;
   /**
    * Give up after this many failed reconnect attempts; -1 retries forever.
    * @default -1
@@ -41,11 +44,12 @@ export function natsUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.NATS_URL || DEFAULT_NATS_URL;
 }
 
-/** Opens a connection that reconnects forever and waits for the server at start. */
+/** Opens a connection that signs in with its credentials, reconnects forever and waits for the server at start. */
 export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
   const o = { ...DEFAULT_CONNECT_OPTIONS, ...options };
   const servers = o.servers ?? natsUrlFromEnv();
   return connect({
+    ...credentialOptions(o.credentials),
     // nats.js reads a string as one server, so a comma-separated list would reach only one of them.
     servers: typeof servers === 'string' ? servers.split(',') : servers,
     name: o.name,

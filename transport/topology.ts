@@ -92,8 +92,8 @@ export interface Topology {
   streams: { normal: string; crisis: string; views: string; audit: string; deadLetters: string; alerts: string };
   /** Durable consumers: the customer links (ingress); the lanes' are per partition ({@link laneConsumerName}). */
   consumers: { customerLinks: string };
-  /** KV buckets: user records, live members, partition claims, Stripe customer links. */
-  buckets: { users: string; members: string; partitions: string; customers: string };
+  /** KV buckets: user records, live members, partition claims, Stripe customer links, devices' current token ids. */
+  buckets: { users: string; members: string; partitions: string; customers: string; deviceTokens: string };
 }
 
 /** The subject a KV bucket stores a key under (NATS's own layout): a write to it is a put, fenced like `kv.update`. */
@@ -139,6 +139,7 @@ export function createTopology(overrides: Partial<TopologyOptions> = {}): Topolo
       members: `${b}_members`,
       partitions: `${b}_partitions`,
       customers: `${b}_customers`,
+      deviceTokens: `${b}_device_tokens`,
     },
   };
 }
@@ -218,13 +219,26 @@ export interface Provisioned {
  * start-up a cluster may still be forming, or electing leaders: such failures are waited out for
  * up to `readyWithinMs`.
  */
-export async function provision(nc: NatsConnection, t: Topology, readyWithinMs = 30_000): Promise<Provisioned> {
-  const giveUpAt = Date.now() + readyWithinMs;
+export function provision(nc: NatsConnection, t: Topology, readyWithinMs = 30_000): Promise<Provisioned> {
+  return retryFor(readyWithinMs, () => provisionOnce(nc, t), (err) => isTransient(err) || isClusterForming(err));
+}
+
+/**
+ * Opens a KV bucket the runtime provisions, for a role that may not create it (the ingress): waits
+ * up to `readyWithinMs` for a runtime node to have made it.
+ */
+export function openBucket(nc: NatsConnection, bucket: string, readyWithinMs = 30_000): Promise<KV> {
+  return retryFor(readyWithinMs, () => new Kvm(nc).open(bucket), () => true);
+}
+
+/** Runs `attempt` until it succeeds, retrying what `retryable` accepts, with a backoff, for up to `forMs`. */
+async function retryFor<T>(forMs: number, attempt: () => Promise<T>, retryable: (err: unknown) => boolean): Promise<T> {
+  const giveUpAt = Date.now() + forMs;
   for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 1_000)) {
     try {
-      return await provisionOnce(nc, t);
+      return await attempt();
     } catch (err) {
-      if (!(isTransient(err) || isClusterForming(err)) || Date.now() + delayMs > giveUpAt) throw err;
+      if (!retryable(err) || Date.now() + delayMs > giveUpAt) throw err;
       await sleep(delayMs);
     }
   }
@@ -263,13 +277,14 @@ async function provisionOnce(nc: NatsConnection, t: Topology): Promise<Provision
     });
   }
   const kvm = new Kvm(nc);
-  const { users, members, partitions, customers } = t.buckets;
+  const { users, members, partitions, customers, deviceTokens } = t.buckets;
   const replicas = t.options.replicas;
   const [u, m, p, c] = await Promise.all([
     kvm.create(users, { history: 1, replicas }),
     kvm.create(members, { history: 1, replicas, ttl: t.options.memberTtlMs }),
     kvm.create(partitions, { history: 1, replicas }),
     kvm.create(customers, { history: 1, replicas }),
+    kvm.create(deviceTokens, { history: 1, replicas }),
   ]);
   return { jsm, users: u, members: m, partitions: p, customers: c };
 }

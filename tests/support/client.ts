@@ -31,7 +31,7 @@ export class TestClient {
   }
 
   static async connect(url: string, topology: Topology = createTopology()): Promise<TestClient> {
-    const nc = await connectNats({ servers: url, name: 'test-client' });
+    const nc = await connectNats({ servers: url, name: 'test-client', credentials: { role: 'runtime' } });
     return new TestClient(nc, await jetstreamManager(nc), topology);
   }
 

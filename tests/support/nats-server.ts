@@ -9,7 +9,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ConnectionOptions } from '@nats-io/transport-node';
 import { afterAll, beforeAll } from 'vitest';
+import { credentialOptions } from '../../transport/credentials.ts';
 import { freePort, startNatsProcess, type NatsProcess } from '../../scripts/natsProcess.ts';
 
 /** Options for {@link startNatsServer}. */
@@ -37,6 +39,11 @@ export interface NatsServer {
 }
 
 export { freePort };
+
+/** What a test's raw nats.js `connect()` needs to sign in: the runtime's key and the tests' CA. */
+export function asRuntime(): Partial<ConnectionOptions> {
+  return credentialOptions({ role: 'runtime' });
+}
 
 /** Starts nats-server from nats.conf on free ports with a temp store and waits until it is ready. */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {

@@ -8,7 +8,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useNatsServer } from '../support/nats-server.ts';
+import { asRuntime, useNatsServer } from '../support/nats-server.ts';
 import { waitFor } from '../support/processes.ts';
 
 const server = useNatsServer();
@@ -16,7 +16,7 @@ const TTL_MS = 2_000;
 let nc: NatsConnection;
 let kvm: Kvm;
 beforeAll(async () => {
-  nc = await connect({ servers: server().url });
+  nc = await connect({ ...asRuntime(), servers: server().url });
   kvm = new Kvm(nc);
 });
 afterAll(() => nc?.close());

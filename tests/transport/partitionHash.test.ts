@@ -9,14 +9,14 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '../../actors/partitions.ts';
 import { SubjectToken } from '../../machines/events.ts';
-import { useNatsServer } from '../support/nats-server.ts';
+import { asRuntime, useNatsServer } from '../support/nats-server.ts';
 import { laneSubjects, PARTITIONS, partitionedLane, usersIn } from './partitionedLane.ts';
 
 const server = useNatsServer();
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 beforeAll(async () => {
-  nc = await connect({ servers: server().url });
+  nc = await connect({ ...asRuntime(), servers: server().url });
   jsm = await jetstreamManager(nc);
 });
 afterAll(() => nc?.close());

@@ -18,7 +18,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useNatsServer } from '../support/nats-server.ts';
+import { asRuntime, useNatsServer } from '../support/nats-server.ts';
 import { waitFor } from '../support/processes.ts';
 import { laneSubjects, partitionedLane, usersIn } from './partitionedLane.ts';
 
@@ -31,7 +31,7 @@ let jsm: JetStreamManager;
 const owners: Owner[] = [];
 
 beforeAll(async () => {
-  admin = await connect({ servers: server().url });
+  admin = await connect({ ...asRuntime(), servers: server().url });
   jsm = await jetstreamManager(admin);
   await jsm.streams.add(partitionedLane(STREAM, 'pin.evt'));
 });
@@ -84,7 +84,7 @@ class Owner {
   }
 
   static async start(consumer: string, expiresMs = 2_000): Promise<Owner> {
-    const nc = await connect({ servers: server().url });
+    const nc = await connect({ ...asRuntime(), servers: server().url });
     const c = await jetstream(nc).consumers.get(STREAM, consumer);
     const owner = new Owner(nc, await c.consume({ group: GROUP, max_messages: 10, expires: expiresMs }));
     owners.push(owner);

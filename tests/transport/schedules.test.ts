@@ -8,7 +8,7 @@ import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetS
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '../../actors/partitions.ts';
-import { useNatsServer } from '../support/nats-server.ts';
+import { asRuntime, useNatsServer } from '../support/nats-server.ts';
 import { laneSubjects, PARTITIONS, partitionedLane } from './partitionedLane.ts';
 
 const server = useNatsServer();
@@ -21,7 +21,7 @@ let jsm: JetStreamManager;
 let js: JetStreamClient;
 
 beforeAll(async () => {
-  nc = await connect({ servers: server().url });
+  nc = await connect({ ...asRuntime(), servers: server().url });
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await jsm.streams.add(partitionedLane(STREAM, 'fm.evt', { subjects: ['fm.sched.>'], allow_msg_schedules: true }));

@@ -8,7 +8,7 @@ import { connect, headers, TimeoutError, type NatsConnection } from '@nats-io/tr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTransient } from '../../transport/errors.ts';
 import { ReplyLostError, StreamWriter, StreamWriterClosedError } from '../../transport/streamWriter.ts';
-import { useNatsServer } from '../support/nats-server.ts';
+import { asRuntime, useNatsServer } from '../support/nats-server.ts';
 
 const server = useNatsServer();
 const STREAM = 'WRITER';
@@ -18,7 +18,7 @@ let js: JetStreamClient;
 let writer: StreamWriter;
 
 beforeAll(async () => {
-  nc = await connect({ servers: server().url });
+  nc = await connect({ ...asRuntime(), servers: server().url });
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await jsm.streams.add({ name: STREAM, subjects: ['w.>', 'sched.>', 'fired.>'], allow_msg_schedules: true });
@@ -155,7 +155,7 @@ describe('StreamWriter', () => {
   });
 
   it('rejects pending publishes when its connection closes', async () => {
-    const own = await connect({ servers: server().url });
+    const own = await connect({ ...asRuntime(), servers: server().url });
     const unsubscribe = silentSubject('silent.conn');
     try {
       await nc.flush();
@@ -171,7 +171,7 @@ describe('StreamWriter', () => {
 
 describe('StreamWriter across a reconnect', () => {
   it('fails what was pending when the connection came back as transient, at once, not after its timeout', async () => {
-    const own = await connect({ servers: server().url, reconnectTimeWait: 100 });
+    const own = await connect({ ...asRuntime(), servers: server().url, reconnectTimeWait: 100 });
     const patient = new StreamWriter(own, { timeoutMs: 60_000 });
     try {
       // Never answered: without the reconnect it would wait out the whole minute.
