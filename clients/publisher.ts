@@ -16,11 +16,15 @@ import { assessmentCrisisLevel, type CrisisLevel } from '../machines/crisis.ts';
 import { UserEvent, type EmergencyContact, type SafetyPlan, type UserEventType } from '../machines/events.ts';
 import { scoreAssessment, type Instrument, type Score } from '../machines/scoring.ts';
 import { CodecError } from '../transport/codec.ts';
+import { isPermissionViolation } from '../transport/errors.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 
-/** Why a publish failed. `invalid`: fix the event; `unavailable`: NATS refused or timed out, retry later. */
-export type PublishErrorCode = 'invalid' | 'unavailable';
+/**
+ * Why a publish failed. `invalid`: fix the event; `forbidden`: this service's role may not publish
+ * that event kind (README "Security model"); `unavailable`: NATS refused or timed out, retry later.
+ */
+export type PublishErrorCode = 'invalid' | 'forbidden' | 'unavailable';
 
 /** A publish that did not happen. */
 export class PublishError extends Error {
@@ -138,7 +142,8 @@ export class FullmindPublisher {
     try {
       await publishEvent(this.js, this.topology.subjects, event, { retryForMs: this.retryForMs });
     } catch (err) {
-      throw new PublishError('unavailable', `NATS did not store ${event.type} ${event.id}: ${(err as Error).message}`, undefined, { cause: err });
+      const code = isPermissionViolation(err) ? 'forbidden' : 'unavailable';
+      throw new PublishError(code, `NATS did not store ${event.type} ${event.id}: ${(err as Error).message}`, undefined, { cause: err });
     } finally {
       this.release();
     }

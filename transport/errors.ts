@@ -8,7 +8,7 @@
  * request (size, permission, a wrong sequence), a closed or draining connection, a codec error.
  */
 import { JetStreamApiError } from '@nats-io/jetstream';
-import { NoRespondersError, TimeoutError } from '@nats-io/transport-node';
+import { NoRespondersError, PermissionViolationError, TimeoutError } from '@nats-io/transport-node';
 import { ReplyLostError } from './streamWriter.ts';
 
 /** HTTP-like status JetStream answers while it cannot serve (no leader, not started yet). */
@@ -34,4 +34,10 @@ const NO_PEERS_FOR_PLACEMENT = 10005;
  */
 export function isClusterForming(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === NO_PEERS_FOR_PLACEMENT;
+}
+
+/** Whether the server refused `err`'s request because the connection's role may not send it (never worth a retry). */
+export function isPermissionViolation(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return true;
+  return false;
 }

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PublishError, FullmindPublisher } from '../../clients/publisher.ts';
+import { connectNats, drainNats } from '../../transport/connection.ts';
 import { CRISIS_FEATURES } from '../support/events.ts';
 import { useSystem } from '../support/system.ts';
 
@@ -44,5 +45,22 @@ describe('publisher client', () => {
     expect(crisisLane.state.messages).toBe(1);
     const audit = (await client.audit()).filter((a) => a.userId === userId && a.to.crisis === 'active' && a.from.crisis === 'stable');
     expect(audit).toHaveLength(1);
+  });
+
+  it('signed in as the assessment service, it publishes assessments and their crises, and is refused another service’s kind', async () => {
+    const { client } = system();
+    const nc = await connectNats({ servers: system().nats.url, name: 'test/assessments', credentials: { role: 'assessments' } });
+    try {
+      const publisher = new FullmindPublisher(nc);
+      const userId = 'role-pub-user';
+      const before = (await client.jsm.streams.info(client.topology.streams.crisis)).state.messages;
+      await expect(publisher.assessmentCompleted({ userId, instrument: 'phq9', answers: [1, 1, 0, 0, 0, 0, 0, 0, 1] })).resolves.toMatchObject({ crisis: true });
+      expect((await client.jsm.streams.info(client.topology.streams.crisis)).state.messages).toBe(before + 1);
+      const err = await publisher.registerDevice({ userId, deviceId: 'phone', platform: 'ios' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PublishError);
+      expect(err).toMatchObject({ code: 'forbidden', retryable: false });
+    } finally {
+      await drainNats(nc);
+    }
   });
 });
