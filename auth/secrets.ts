@@ -21,27 +21,41 @@ const DEV_CERT_DAYS = 825;
 const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /**
- * Makes a development set of secrets in `dir` unless it has one: a user key per role, the callout's
- * and the device tokens' account keys, the store key, and a CA with a server certificate for
- * localhost. Files are readable by the owner only.
+ * Makes a development set of secrets in `dir`, keeping every file it already has: a user key per
+ * role (a role added by an upgrade gets its key), the callout's and the device tokens' account keys,
+ * the store key, and a CA with a server certificate for localhost. Files are readable by the owner only.
  */
-export async function ensureSecrets(dir: string = secretsDirFromEnv()): Promise<void> {
-  if (existsSync(join(dir, SECRET_FILES.storeKey))) return;
+export function ensureSecrets(dir: string = secretsDirFromEnv()): Promise<void> {
+  // Once per directory and process: a cluster's servers start together, and two writers could pair
+  // one's certificate with the other's key.
+  let done = ensuring.get(dir);
+  if (!done) ensuring.set(dir, (done = makeMissingSecrets(dir)));
+  return done;
+}
+
+const ensuring = new Map<string, Promise<void>>();
+
+async function makeMissingSecrets(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const write = (file: string, text: string) => writeFile(join(dir, file), `${text}\n`, { mode: 0o600 });
-  const seed = (kp: { getSeed(): Uint8Array }) => new TextDecoder().decode(kp.getSeed());
-  const tls = await developmentCertificates();
-  await Promise.all([
-    ...ROLES.map((role) => write(SECRET_FILES.role(role), seed(createUser()))),
-    write(SECRET_FILES.calloutIssuer, seed(createAccount())),
-    write(SECRET_FILES.deviceTokens, seed(createAccount())),
-    write(SECRET_FILES.ca, tls.ca),
-    write(SECRET_FILES.serverCert, tls.cert),
-    write(SECRET_FILES.serverKey, tls.key),
-  ]);
-  // Last: its presence says the set is complete (a start cut off halfway makes a new set).
-  await write(SECRET_FILES.storeKey, randomBytes(32).toString('hex'));
   await chmod(dir, 0o700);
+  const missing = (file: string) => !existsSync(join(dir, file));
+  const write = (file: string, text: string) => writeFile(join(dir, file), `${text}\n`, { mode: 0o600, flag: 'wx' });
+  const seed = (kp: { getSeed(): Uint8Array }) => new TextDecoder().decode(kp.getSeed());
+  const files: Array<[string, () => string]> = [
+    ...ROLES.map((role): [string, () => string] => [SECRET_FILES.role(role), () => seed(createUser())]),
+    [SECRET_FILES.calloutIssuer, () => seed(createAccount())],
+    [SECRET_FILES.deviceTokens, () => seed(createAccount())],
+    [SECRET_FILES.storeKey, () => randomBytes(32).toString('hex')],
+  ];
+  await Promise.all(files.filter(([file]) => missing(file)).map(([file, make]) => write(file, make())));
+  if ([SECRET_FILES.ca, SECRET_FILES.serverCert, SECRET_FILES.serverKey].some(missing)) {
+    const tls = await developmentCertificates();
+    await Promise.all([
+      writeFile(join(dir, SECRET_FILES.ca), `${tls.ca}\n`, { mode: 0o600 }),
+      writeFile(join(dir, SECRET_FILES.serverCert), `${tls.cert}\n`, { mode: 0o600 }),
+      writeFile(join(dir, SECRET_FILES.serverKey), `${tls.key}\n`, { mode: 0o600 }),
+    ]);
+  }
 }
 
 /**
