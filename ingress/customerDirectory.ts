@@ -6,7 +6,7 @@
 import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { UserEvent } from '../machines/events.ts';
+import { CustomerLinked, UserEvent } from '../machines/events.ts';
 import { decode } from '../transport/codec.ts';
 import type { Topology } from '../transport/topology.ts';
 
@@ -22,6 +22,8 @@ export class CustomerDirectory {
 
   /** The user linked to a Stripe customer, if any. */
   async userOf(customerId: string): Promise<string | undefined> {
+    // An id `customer_linked` would refuse was never linked, and may not even be a KV key (found by fuzzing).
+    if (!CustomerLinked.shape.customerId.safeParse(customerId).success) return undefined;
     const entry = await this.kv.get(customerId);
     return entry?.operation === 'PUT' ? entry.string() : undefined;
   }

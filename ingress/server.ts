@@ -209,7 +209,7 @@ class WebhookHandler {
       reply(res, status, body);
     };
     const raw = await readBody(req, this.options.maxBodyBytes);
-    if (!raw) return answer(413, 'too_large', { error: 'body too large' });
+    if (!raw) return answer(413, 'too_large', { error: 'too_large' });
     const verified = verifyStripeWebhook(raw, req.headers['stripe-signature'] as string | undefined, secrets);
     if (!verified.ok) {
       log.warn({ reason: verified.reason }, 'webhook refused');

@@ -40,6 +40,8 @@ export function verifyStripeWebhook(raw: Buffer, signature: string | undefined, 
     }
     // The signature matched, so its timestamp is the one Stripe signed.
     if (signedAt(signature) - Math.floor(now / 1000) > STRIPE_TOLERANCE_S) return { ok: false, reason: 'future_timestamp' };
+    // JSON, but not an event: `null` would break whatever reads its fields (found by fuzzing).
+    if (typeof event !== 'object' || event === null || Array.isArray(event)) return { ok: false, reason: 'malformed_json' };
     return { ok: true, event };
   }
   return { ok: false, reason };

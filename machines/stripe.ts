@@ -8,7 +8,7 @@
  * an invoice names its subscription under `parent.subscription_details`.
  */
 import type { BillingStatus } from './billing.ts';
-import { NormalLaneEvent } from './events.ts';
+import { EventId, NormalLaneEvent } from './events.ts';
 import { PAID_TIERS, type PaidTier } from './features.ts';
 
 /** The part of a Stripe event this mapping reads. */
@@ -60,7 +60,8 @@ const rejected = (reason: StripeRejection, detail: string): StripeMapping => ({ 
 export function mapStripeEvent(stripeEvent: StripeEvent, options: StripeMappingOptions): StripeMapping {
   const { id, type, created } = stripeEvent;
   const object = stripeEvent.data?.object;
-  if (!str(id) || !Number.isInteger(created) || !isObj(object)) return rejected('malformed', 'id, created or data.object missing');
+  // The id is our event id and its Nats-Msg-Id, also for an unknown user's dead letter: checked first.
+  if (!EventId.safeParse(id).success || !Number.isInteger(created) || !isObj(object)) return rejected('malformed', 'id, created or data.object missing or malformed');
   if (!(HANDLED_STRIPE_TYPES as readonly string[]).includes(type)) return { kind: 'ignored', reason: `unhandled type ${type}` };
 
   const isInvoice = type.startsWith('invoice.');

@@ -11,6 +11,10 @@ export const PRICE_BASIC = 'price_1QbAsicMonthlyEUR';
 export const PRICE_PREMIUM = 'price_1QpReMiumMonthlyEUR';
 /** `STRIPE_PRICE_TIERS` for these prices. */
 export const PRICE_TIERS = { [PRICE_BASIC]: 'basic', [PRICE_PREMIUM]: 'premium' } as const;
+/** {@link PRICE_TIERS} as the `STRIPE_PRICE_TIERS` environment variable spells them. */
+export const PRICE_TIERS_ENV = Object.entries(PRICE_TIERS)
+  .map(([price, tier]) => `${price}=${tier}`)
+  .join(',');
 export const SUB_ID = 'sub_1R2bC3dE4fG5hI6j';
 export const CUSTOMER = 'cus_RxYz0123456789';
 export const USER_ID = 'usr_42';
