@@ -70,6 +70,8 @@ export interface CommitPlan {
   deadline: Deadline | null | undefined;
   /** The stored view had a version the record did not know (a previous owner's orphaned view). */
   orphaned: boolean;
+  /** Devices the committed view listed and this one does not: revoked once the view is stored. */
+  removedDevices: string[];
 }
 
 /** The view every device of a user applies. */
@@ -123,5 +125,6 @@ export function planCommit(input: CommitInput): CommitPlan {
     resume,
     deadline: deadlinesEqual(pendingDeadline(committed.snapshot), deadline) ? undefined : deadline,
     orphaned,
+    removedDevices: committed.devices.filter((d) => !devices.includes(d)),
   };
 }

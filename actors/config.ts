@@ -154,6 +154,12 @@ export interface RuntimeConfig {
    * @default [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }]
    */
   crisisLines: CrisisLine[];
+  /**
+   * Whether the process running the node also runs a replica of the auth callout, which admits
+   * devices (`auth/callout.ts`); `FM_CALLOUT=off` when it runs elsewhere.
+   * @default true
+   */
+  callout: boolean;
 }
 
 /** Default configuration of a single node serving every partition. */
@@ -179,6 +185,7 @@ export const DEFAULT_RUNTIME_CONFIG: Readonly<RuntimeConfig> = {
   crisisBudgetMs: 200,
   therapeuticBudgetMs: 500,
   crisisLines: [{ name: '988 Suicide & Crisis Lifeline', phone: '988' }],
+  callout: true,
 };
 
 /** The process title a node runs under (`ps`, `ss`, `top`), so an operator can find it. */
@@ -252,5 +259,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
       ratePerS: positive(env.FM_CRISIS_RATE_PER_S) ?? d.crisisRateLimit.ratePerS,
       burst: positive(env.FM_CRISIS_BURST, true) ?? d.crisisRateLimit.burst,
     },
+    callout: env.FM_CALLOUT === 'off' ? false : d.callout,
   };
 }

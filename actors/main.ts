@@ -1,7 +1,8 @@
 /**
  * Entry point of a runtime node process: configuration from the environment (see README), one
- * node, and a clean stop on SIGINT or SIGTERM.
+ * node with its auth callout replica, and a clean stop on SIGINT or SIGTERM.
  */
+import { startNodeCallout } from '../auth/callout.ts';
 import { configFromEnv, processTitle } from './config.ts';
 import { RuntimeNode } from './node.ts';
 import { stopOnSignals } from './shutdown.ts';
@@ -9,4 +10,11 @@ import { stopOnSignals } from './shutdown.ts';
 const config = configFromEnv();
 process.title = processTitle(config);
 const node = await RuntimeNode.start(config);
-stopOnSignals(() => node.stop(), (err) => node.log.error({ err: err.message }, 'stop failed'));
+const callout = await startNodeCallout(config);
+stopOnSignals(
+  async () => {
+    await node.stop();
+    await callout?.stop();
+  },
+  (err) => node.log.error({ err: err.message }, 'stop failed'),
+);

@@ -10,12 +10,13 @@
 import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { deviceRevocationSubject } from '../auth/roles.ts';
 import { UserEvent, type UserEventType } from '../machines/events.ts';
 import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
 import { CodecError, decode, encode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { deadLetter } from '../transport/deadLetters.ts';
-import type { DeadLetterReason } from '../transport/schemas.ts';
+import { DeviceRevocation, type DeadLetterReason } from '../transport/schemas.ts';
 import { StreamWriter } from '../transport/streamWriter.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { createTopology, provision, type Topology } from '../transport/topology.ts';
@@ -375,6 +376,12 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     if (lane !== 'normal') return;
     this.admission.observe(latencyMs, this.scheduler.normalInFlight);
     this.metrics.normalLimit = this.admission.limit;
+  }
+
+  /** @inheritdoc */
+  devicesRemoved(userId: string, deviceIds: readonly string[]): void {
+    // Core NATS: every callout replica hears it; one that is down has its sessions end within DEVICE_SESSION_S.
+    this.nc.publish(deviceRevocationSubject(this.topology, userId), encode(DeviceRevocation, { userId, devices: [...deviceIds] }));
   }
 
   /** @inheritdoc */

@@ -44,6 +44,8 @@ export interface ActorHost extends RetryHost {
   release(d: Delivery): void;
   /** A commit on `lane`'s output took this long (its writes, from the record's save to the last stored output): admission learns from it. */
   committed(lane: Lane, latencyMs: number): void;
+  /** The user's stored view no longer lists these devices: the auth callout closes their connections and revokes their tokens. */
+  devicesRemoved(userId: string, deviceIds: readonly string[]): void;
   /** The actor stopped (fenced, or could not load): the node forgets it. */
   evict(actor: UserActor): void;
   /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
@@ -336,6 +338,7 @@ export class UserActor {
       plan.deadline !== undefined && this.retry('schedule deadline', () => output.publisher.schedule(this.userId, plan.deadline!)),
     ]);
     this.host.committed(lane, performance.now() - writing);
+    if (plan.removedDevices.length) this.host.devicesRemoved(this.userId, plan.removedDevices);
     this.viewVersion = plan.version;
     this.unfinished = null;
     if (plan.outbox.view) metrics.viewsPublished++;

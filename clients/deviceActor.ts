@@ -9,10 +9,12 @@
  * by direct get, so a view stored while it was away (or while the subscription was being made) is
  * applied once, and an offline device costs the server nothing.
  */
-import { jetstreamManager, type DirectStreamAPI } from '@nats-io/jetstream';
+import { randomUUID } from 'node:crypto';
+import { jetstream, jetstreamManager, type DirectStreamAPI, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { onReconnect } from '../transport/connection.ts';
 import { isTransient } from '../transport/errors.ts';
+import { publishEvent } from '../transport/eventPublisher.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
@@ -50,6 +52,7 @@ export class DeviceActor {
   private readonly options: DeviceActorOptions;
   private readonly topology: Topology;
   private readonly direct: DirectStreamAPI;
+  private readonly js: JetStreamClient;
   private subscription: Subscription | undefined;
   private stopped = false;
   private readonly unwatch: () => void;
@@ -62,6 +65,8 @@ export class DeviceActor {
     this.held = options.held ?? null;
     this.topology = options.topology ?? createTopology();
     this.direct = direct;
+    // Publishes only: no JetStream API check, which a device's permissions do not allow.
+    this.js = jetstream(options.nc, { checkAPI: false });
     this.subscription = options.nc.subscribe(this.topology.subjects.view(this.userId), {
       callback: (err, m) => {
         if (err) return;
@@ -90,6 +95,14 @@ export class DeviceActor {
   /** The view the device holds now. */
   get view(): DeviceView | null {
     return this.held;
+  }
+
+  /**
+   * The user pressed the crisis button on this device: a `crisis_button` event on its own user's
+   * crisis lane, the one event a device may publish. Resolves once JetStream stored it.
+   */
+  crisisButton(): Promise<PubAck> {
+    return publishEvent(this.js, this.topology.subjects, { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId });
   }
 
   /** Applies a view if it is newer and lists this device; stops when a newer view no longer lists it. */

@@ -1,68 +1,128 @@
 /**
- * A device process hosting one or more device actors: `node clients/devicesMain.ts user:device …`.
+ * A device process hosting one or more device actors: `node clients/devicesMain.ts user:device …`,
+ * each device's token in `FM_DEVICE_TOKENS` (a JSON object, `{"user:device": "<token>", …}`; a
+ * token is what `npm run cli -- device-token <user> <device>` prints). Each device signs in on a
+ * connection of its own with its token, so the server lets it see its own user's view only.
+ *
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
- * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety content),
- * so operators and tests can watch what devices applied; also a line per catch-up (start, reconnect)
- * and when a device learns it was removed. Stops cleanly on SIGINT/SIGTERM.
+ * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety
+ * content), so operators and tests can watch what devices applied; also a line per catch-up (start,
+ * reconnect), when a device learns it was removed, when the server refuses it (`refused`: not
+ * registered yet, or revoked; it tries again until it learns it was removed) and when its
+ * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
+ * device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
  */
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { deploymentFromEnv } from '../actors/config.ts';
 import { stopOnSignals } from '../actors/shutdown.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
+import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology } from '../transport/topology.ts';
 import { DeviceActor } from './deviceActor.ts';
 
-const pairs = process.argv.slice(2).map((arg) => {
+/** First and longest wait between two sign-ins the server refused. */
+const SIGN_IN_RETRY_MS = { first: 100, max: 1_000 };
+
+const tokens = JSON.parse(process.env.FM_DEVICE_TOKENS || '{}') as Record<string, string>;
+const devices = process.argv.slice(2).map((arg) => {
   const [userId, deviceId] = arg.split(':');
   if (!userId || !deviceId) throw new Error(`expected user:device, got "${arg}"`);
-  return { userId, deviceId };
+  const token = tokens[arg];
+  if (!token) throw new Error(`no token for ${arg} in FM_DEVICE_TOKENS`);
+  return { userId, deviceId, token };
 });
 const deployment = deploymentFromEnv();
-const nc = await connectNats({ servers: deployment.natsUrl, name: `devices/${process.pid}`, credentials: { role: 'runtime' } });
 const topology = createTopology(deployment.topology);
-const actors = await Promise.all(
-  pairs.map(({ userId, deviceId }) =>
-    DeviceActor.start({
+const stopping = new AbortController();
+const connections = new Set<NatsConnection>();
+const print = (record: Record<string, unknown>) => console.log(JSON.stringify(record));
+
+/** What a device process prints for a view it applied. */
+function appliedLine(v: DeviceView, deviceId: string): Record<string, unknown> {
+  return {
+    applied: true,
+    userId: v.userId,
+    deviceId,
+    version: v.version,
+    tier: v.tier,
+    status: v.status,
+    crisis: v.crisis.active,
+    crisisLevel: v.crisis.level,
+    features: v.features.enabled,
+    priority: v.sync.priority,
+    // The rest of the entitlements, so a test can compare the whole view a device applied.
+    trialEndsAt: v.trialEndsAt,
+    gracePeriod: v.gracePeriod,
+    crisisSince: v.crisis.since,
+    presentation: v.crisis.presentation,
+    disabledFeatures: v.features.disabled,
+    sync: v.sync,
+    safetyPlan: v.safety.plan !== null,
+    // A digest, not the text: this output is a log of what the device applied.
+    safetyDigest: createHash('sha256').update(JSON.stringify(v.safety)).digest('hex').slice(0, 16),
+    contacts: v.safety.contacts.length,
+    issuedAt: v.issuedAt,
+    appliedAt: Date.now(),
+  };
+}
+
+/**
+ * Runs one device until it learns it was removed or the process stops: signs in (again after a
+ * refusal, with a growing wait), applies views while its connection lasts (nats.js reconnects it;
+ * it closes for good after the server refused two reconnects), then signs in again holding the
+ * view it had. `started` is called after its first sign-in, admitted or refused.
+ */
+async function runDevice({ userId, deviceId, token }: (typeof devices)[number], started: () => void): Promise<void> {
+  let held: DeviceView | null = null;
+  let removed = false;
+  let wait = SIGN_IN_RETRY_MS.first;
+  while (!removed && !stopping.signal.aborted) {
+    let nc: NatsConnection;
+    try {
+      nc = await connectNats({ servers: deployment.natsUrl, name: `device/${userId}/${deviceId}`, credentials: { deviceToken: token, userId, deviceId } });
+    } catch (err) {
+      print({ refused: true, userId, deviceId, error: (err as Error).message });
+      started();
+      await sleep(wait, undefined, { signal: stopping.signal }).catch(() => {});
+      wait = Math.min(wait * 2, SIGN_IN_RETRY_MS.max);
+      continue;
+    }
+    wait = SIGN_IN_RETRY_MS.first;
+    connections.add(nc);
+    const actor = await DeviceActor.start({
       nc,
       topology,
       userId,
       deviceId,
-      onApply: (v) =>
-        console.log(
-          JSON.stringify({
-            applied: true,
-            userId: v.userId,
-            deviceId,
-            version: v.version,
-            tier: v.tier,
-            status: v.status,
-            crisis: v.crisis.active,
-            crisisLevel: v.crisis.level,
-            features: v.features.enabled,
-            priority: v.sync.priority,
-            // The rest of the entitlements, so a test can compare the whole view a device applied.
-            trialEndsAt: v.trialEndsAt,
-            gracePeriod: v.gracePeriod,
-            crisisSince: v.crisis.since,
-            presentation: v.crisis.presentation,
-            disabledFeatures: v.features.disabled,
-            sync: v.sync,
-            safetyPlan: v.safety.plan !== null,
-            // A digest, not the text: this output is a log of what the device applied.
-            safetyDigest: createHash('sha256').update(JSON.stringify(v.safety)).digest('hex').slice(0, 16),
-            contacts: v.safety.contacts.length,
-            issuedAt: v.issuedAt,
-            appliedAt: Date.now(),
-          }),
-        ),
-      onReject: (err) => console.log(JSON.stringify({ rejected: true, error: err.message })),
-      onRemoved: () => console.log(JSON.stringify({ removed: true, userId, deviceId })),
-      onCatchUp: (v) => console.log(JSON.stringify({ caughtUp: true, userId, deviceId, version: v?.version ?? null, at: Date.now() })),
-    }),
-  ),
-);
-console.log(JSON.stringify({ ready: true, devices: actors.length }));
+      held,
+      onApply: (v) => print(appliedLine(v, deviceId)),
+      onReject: (err) => print({ rejected: true, error: err.message }),
+      onRemoved: () => {
+        removed = true;
+        print({ removed: true, userId, deviceId });
+        void drainNats(nc);
+      },
+      onCatchUp: (v) => print({ caughtUp: true, userId, deviceId, version: v?.version ?? null, at: Date.now() }),
+    }).catch((err: Error) => {
+      // Signed in, yet it could not start (its connection closed meanwhile): sign in again.
+      print({ rejected: true, error: err.message });
+      void nc.close();
+      return undefined;
+    });
+    started();
+    const closed = await nc.closed();
+    connections.delete(nc);
+    held = actor?.view ?? held;
+    await actor?.stop();
+    if (!removed && !stopping.signal.aborted) print({ disconnected: true, userId, deviceId, error: closed?.message ?? null });
+  }
+}
+
 stopOnSignals(async () => {
-  await Promise.all(actors.map((a) => a.stop()));
-  await drainNats(nc);
+  stopping.abort();
+  await Promise.all([...connections].map((nc) => drainNats(nc)));
 });
+await Promise.all(devices.map((device) => new Promise<void>((started) => void runDevice(device, started))));
+print({ ready: true, devices: devices.length });

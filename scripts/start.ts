@@ -1,12 +1,13 @@
 /**
  * `npm start`: the main job on an embedded default. Starts nats-server from nats.conf (store under
- * the project's .data/, unless NATS_URL points at a server already running), one runtime node
- * (unless `FM_RUNTIME=off`: the ingress alone, beside nodes running elsewhere, as `npm run cluster`
- * does), and the HTTP ingress (Stripe webhooks, /healthz, /metrics on PORT, 8080 by default, and
- * the clinician viewer at /viewer behind CLINICIAN_TOKEN);
- * Ctrl-C stops them cleanly in reverse order.
+ * the project's .data/, unless NATS_URL points at a server already running), one runtime node and
+ * its auth callout replica (unless `FM_RUNTIME=off`: the ingress alone, beside nodes running
+ * elsewhere, as `npm run cluster` does; `FM_CALLOUT=off`: the node without it), and the HTTP
+ * ingress (Stripe webhooks, /healthz, /metrics on PORT, 8080 by default, and the clinician viewer
+ * at /viewer behind CLINICIAN_TOKEN); Ctrl-C stops them cleanly (the callout after the node).
  */
 import { fileURLToPath } from 'node:url';
+import { startNodeCallout } from '../auth/callout.ts';
 import { configFromEnv, processTitle } from '../actors/config.ts';
 import { createLogger } from '../actors/logger.ts';
 import { RuntimeNode } from '../actors/node.ts';
@@ -35,6 +36,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
   const nats = env.NATS_URL ? undefined : await startNatsProcess({ cwd: ROOT });
   const config = configFromEnv(env);
   const node = env.FM_RUNTIME === 'off' ? undefined : await RuntimeNode.start(config);
+  const callout = node && (await startNodeCallout(config));
   const topology = node?.topology ?? createTopology(config.topology);
   const log = createLogger({ component: 'ingress' });
   const secrets = parseSecrets(env.STRIPE_WEBHOOK_SECRET);
@@ -68,6 +70,7 @@ export async function startSystem(env: NodeJS.ProcessEnv = process.env): Promise
       await drainNats(viewerNc);
       await drainNats(nc);
       await node?.stop();
+      await callout?.stop();
       await nats?.terminate();
     },
   };

@@ -70,8 +70,8 @@ export type Credentials = { role: Role } | { deviceToken: string; userId: string
  * account, so each gets inboxes of its own, the only ones its permissions let it subscribe to:
  * nobody can read the replies (records, views) sent to another.
  */
-export function inboxPrefix(credentials: Credentials): string {
-  return 'role' in credentials ? `_INBOX.${credentials.role}` : `_INBOX.${credentials.userId}.${credentials.deviceId}`;
+export function inboxPrefix(who: { role: Role } | { userId: string; deviceId: string }): string {
+  return 'role' in who ? `_INBOX.${who.role}` : `_INBOX.${who.userId}.${who.deviceId}`;
 }
 
 /**

@@ -127,6 +127,15 @@ export const Alert = z.strictObject({
   at: EpochMs,
 });
 
+/**
+ * The runtime tells the auth callout that a user's view no longer lists these devices (core NATS,
+ * `fm.ctl.devices.<userId>`, after the view is stored): it closes their connections and revokes their tokens.
+ */
+export const DeviceRevocation = z.strictObject({
+  userId: SubjectToken,
+  devices: z.array(SubjectToken).min(1).max(MAX_DEVICES),
+});
+
 /** A device view. */
 export type DeviceView = z.infer<typeof DeviceView>;
 /** An audit record. */
@@ -137,6 +146,8 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 /** An alert. */
 export type Alert = z.infer<typeof Alert>;
+/** A device revocation. */
+export type DeviceRevocation = z.infer<typeof DeviceRevocation>;
 
 /** Every wire message by the name of its JSON Schema file. */
 export const WIRE_SCHEMAS = {
@@ -146,6 +157,7 @@ export const WIRE_SCHEMAS = {
   'audit-record': AuditRecord,
   'dead-letter': DeadLetter,
   alert: Alert,
+  'device-revocation': DeviceRevocation,
 } as const;
 
 // Compile-time proof that the wire entitlements and the domain's derived view are the same shape.

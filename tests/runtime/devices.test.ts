@@ -108,10 +108,11 @@ describe('devices apply their user view', () => {
     await devices.waitForView(`${user}:phone`, (v) => v.tier === 'basic' && v.crisis, 'basic, in crisis');
     const stored = await client.lastView(user);
     expect(stored!.devices).toEqual(['phone']);
-    // A tablet started again (its token not yet revoked) catches up with a view that does not list it.
+    // A tablet started again, even with a new token, is refused at sign-in: the view does not list it.
     const again = await system().devices(`${user}:tablet`);
     await settled(client, devices, `${user}:phone`);
     expect(devices.applied.get(`${user}:tablet`)).toHaveLength(tabletApplied);
+    expect(again.lines.some((l) => l.includes('"refused":true'))).toBe(true);
     expect(again.applied.get(`${user}:tablet`)).toBeUndefined();
   });
 

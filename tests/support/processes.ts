@@ -8,8 +8,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Kvm } from '@nats-io/kv';
 import { expect } from 'vitest';
+import { deploymentFromEnv } from '../../actors/config.ts';
+import { issueDeviceToken } from '../../auth/deviceToken.ts';
+import { connectNats, drainNats } from '../../transport/connection.ts';
 import type { DeviceView } from '../../transport/schemas.ts';
+import { createTopology } from '../../transport/topology.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /**
@@ -115,6 +120,7 @@ export class RuntimeProcess extends Child {
   ): Promise<RuntimeProcess> {
     const p = new RuntimeProcess(script, [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
     if (env.FM_RUNTIME !== 'off') await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
+    if (env.FM_RUNTIME !== 'off' && env.FM_CALLOUT !== 'off') await p.waitForLine((l) => l.includes('auth callout ready'), 'auth callout ready');
     if (script === 'scripts/start.ts') await p.waitForLine((l) => l.includes('ingress listening'), 'ingress listening');
     return p;
   }
@@ -163,14 +169,37 @@ export interface AppliedView {
   appliedAt: number;
 }
 
+/** A token for each `user:device` pair, recorded as the device's current one; `env` names the deployment. */
+async function issueTokens(natsUrl: string, devices: string[], env: Record<string, string>): Promise<Record<string, string>> {
+  const topology = createTopology(deploymentFromEnv({ ...process.env, ...env }).topology);
+  const nc = await connectNats({ servers: natsUrl, name: 'test-device-tokens', credentials: { role: 'runtime' } });
+  try {
+    const bucket = await new Kvm(nc).open(topology.buckets.deviceTokens);
+    const issued = await Promise.all(
+      devices.map(async (pair) => {
+        const [userId, deviceId] = pair.split(':') as [string, string];
+        return [pair, await issueDeviceToken(bucket, { userId, deviceId })] as const;
+      }),
+    );
+    return Object.fromEntries(issued);
+  } finally {
+    await drainNats(nc);
+  }
+}
+
 /** A device process hosting device actors. */
 export class DeviceProcess extends Child {
   /** Every view applied, in order, per `user:device`. */
   readonly applied = new Map<string, AppliedView[]>();
 
-  /** Starts device actors for `user:device` pairs and waits until they are consuming. */
+  /**
+   * Issues a token for each `user:device` pair (as its registration would), starts device actors
+   * signed in with them, and waits until each was admitted and caught up, or refused once (not
+   * registered yet: it signs in again until it is).
+   */
   static async start(natsUrl: string, devices: string[], env: Record<string, string> = {}): Promise<DeviceProcess> {
-    const p: DeviceProcess = new DeviceProcess('clients/devicesMain.ts', devices, { NATS_URL: natsUrl, ...env }, (line) => {
+    const tokens = await issueTokens(natsUrl, devices, env);
+    const p: DeviceProcess = new DeviceProcess('clients/devicesMain.ts', devices, { NATS_URL: natsUrl, FM_DEVICE_TOKENS: JSON.stringify(tokens), ...env }, (line) => {
       const record = JSON.parse(line) as { applied?: boolean } & AppliedView;
       if (!record.applied) return;
       const key = `${record.userId}:${record.deviceId}`;
