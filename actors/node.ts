@@ -291,7 +291,9 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     // Kept under the subject it was published to, not the partition the lane filed it under.
     const parsed = this.topology.subjects.parseEvent(m.subject);
     const subject = parsed ? this.topology.subjects.event(parsed.userId, parsed.type as UserEventType, parsed.lane) : m.subject;
-    this.storeDeadLetter(reason, detail, subject, m.data, { seq: m.seq }).then(
+    // Its id is its place in the lane: a message delivered again (its ack wait passed, or its
+    // partition moved before the ack) is one dead letter, not two (found by fuzzing).
+    this.storeDeadLetter(reason, detail, subject, m.data, { seq: m.seq }, `dlq/${m.info.stream}/${m.seq}`).then(
       () => m.ack(),
       () => m.nak(),
     );
@@ -314,13 +316,14 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     subject: string,
     raw: Uint8Array,
     ids: { seq?: number; eventId?: string },
+    msgID?: string,
   ): Promise<void> {
     this.metrics.deadLetters++;
     // A flood would write a line per event: its start is logged once (rateLimited).
     this.log[reason === 'rate_limited' ? 'debug' : 'warn']({ subject, ...ids, reason, detail }, 'dead letter');
     const letter = deadLetter(this.topology.subjects, { reason, detail, subject, raw, receivedAt: Date.now() });
     try {
-      await retry('store dead letter', () => this.outputs.normal.publisher.deadLetter(letter), this);
+      await retry('store dead letter', () => this.outputs.normal.publisher.deadLetter(letter, msgID), this);
     } catch (err) {
       if (this.signal.aborted) throw err;
       this.log.error({ subject, ...ids, reason, err: (err as Error).message }, 'dead letter not stored');

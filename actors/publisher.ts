@@ -63,9 +63,9 @@ export class Publisher {
     await this.writer.publish(this.topology.subjects.alert(alert.kind), encode(Alert, alert));
   }
 
-  /** Stores a dead letter. */
-  async deadLetter(letter: DeadLetter): Promise<void> {
-    await this.writer.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter));
+  /** Stores a dead letter; with `msgID`, once per id within the stream's duplicate window. */
+  async deadLetter(letter: DeadLetter, msgID?: string): Promise<void> {
+    await this.writer.publish(this.topology.subjects.deadLetter(letter.reason), encode(DeadLetter, letter), { msgID });
   }
 
   /**

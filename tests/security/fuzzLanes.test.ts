@@ -12,14 +12,14 @@ import { CodecError, decode } from '../../transport/codec.ts';
 import { SENSITIVE_EVENT_TYPES } from '../../transport/deadLetters.ts';
 import { DEAD_LETTER_RAW_BYTES, type DeadLetterReason } from '../../transport/schemas.ts';
 import type { Subjects } from '../../transport/subjects.ts';
-import { FUZZ_SEED, largeEventBody, laneSubject, smallEventBody } from '../support/fuzz.ts';
+import { FUZZ_SEED, interleave, largeEventBody, laneSubject, smallEventBody } from '../support/fuzz.ts';
 import { expectAuditOf, expectFoldOf, historyOf } from '../support/histories.ts';
 import { waitFor } from '../support/processes.ts';
 import { lanesSettled } from '../support/settle.ts';
 import { useSystem } from '../support/system.ts';
 
 /** Bad bodies published (before the few that happen to be valid are set aside). */
-const BODIES = 40_000;
+const BODIES = 60_000;
 /** Users whose histories (10 events each, half of them with a crisis) go in between. */
 const USERS = Array.from({ length: 6 }, (_, i) => `fuzz-user-${i}`);
 /** Publishes awaiting JetStream's acknowledgement at once. */
@@ -77,20 +77,10 @@ describe('lane fuzzing', () => {
     const start = Date.now();
     const histories = new Map(USERS.map((u, i) => [u, historyOf(u, i, start, { crisis: i % 2 === 0 })]));
     const valid = [...histories.values()].flat().sort((a, b) => a.at - b.at);
-    const validAt = new Set(valid.map((_, k) => Math.floor(((k + 1) * bad.length) / (valid.length + 1))));
 
     const started = performance.now();
-    const inFlight = new Set<Promise<void>>();
-    let next = 0;
-    for (const [i, b] of bad.entries()) {
-      // The user's events in their order: each is acknowledged before the next is published.
-      if (validAt.has(i)) await client.publish(valid[next++]!);
-      const p: Promise<void> = client.publishRaw(b.subject, b.body).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      if (inFlight.size >= WINDOW) await Promise.race(inFlight);
-    }
-    await Promise.all(inFlight);
-    await client.publish(...valid.slice(next));
+    // A user's events in their order: each is acknowledged before the next is published.
+    await interleave(bad, valid, WINDOW, { bad: (b) => client.publishRaw(b.subject, b.body), valid: (e) => client.publish(e) });
     const published = performance.now();
     // Counted as each letter is started; a message is acknowledged once its letter is stored.
     await waitFor(async () => (await client.metrics()).deadLetters >= bad.length, `${bad.length} dead letters`, 240_000);
@@ -107,7 +97,9 @@ describe('lane fuzzing', () => {
     expect(runtime.running).toBe(true);
     const metrics = await client.metrics();
     expect(metrics.partitionsHeld).toBe(client.topology.options.partitions);
-    expect(metrics.deadLetters).toBe(bad.length);
+    // At least one attempt per bad body: a message delivered again (its ack wait passed under the
+    // flood, or its partition re-taken) is tried again, and stored once (its Nats-Msg-Id).
+    expect(metrics.deadLetters).toBeGreaterThanOrEqual(bad.length);
 
     // Exactly one dead letter per bad body, with the codec's reason; none for anything valid.
     const letters = await client.deadLetters();
