@@ -7,8 +7,11 @@
  *   state <user>                                        current state, record and the user's last view
  *   audit <user> [--follow]                             the user's audit records, oldest first
  *   webhook <stripe-event.json> [--secret s] [--url u]  sign a Stripe event as Stripe does and POST it
+ *   device-token <user> <device>                        issue a device's token; the one before is refused
+ *   server-env                                          the FM_… variables nats.conf reads, as export lines
  *
  * Connects to NATS_URL (nats://127.0.0.1:4222 by default). Prints no safety-plan or contact text.
+ * Reads the secrets directory (FM_SECRETS, else .secrets/); FM_DEVICE_TOKEN_TTL_S: a token's lifetime.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
@@ -18,6 +21,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import Stripe from 'stripe';
 import { deploymentFromEnv } from '../actors/config.ts';
 import { servingNode } from '../actors/membership.ts';
+import { issueDeviceToken } from '../auth/deviceToken.ts';
+import { serverEnv } from '../auth/secrets.ts';
 import { loadUserRecord } from '../actors/userStore.ts';
 import { FullmindPublisher, PublishError, type EventDraft } from '../clients/publisher.ts';
 import { DEFAULT_INGRESS_OPTIONS } from '../ingress/server.ts';
@@ -31,7 +36,7 @@ import { AuditRecord, type DeviceView } from '../transport/schemas.ts';
 import { createTopology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
 
-const USAGE = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(3, 10).map((l) => l.replace(/^ \* ?/, '')).join('\n');
+const USAGE = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(3, 12).map((l) => l.replace(/^ \* ?/, '')).join('\n');
 
 const [command, ...rest] = process.argv.slice(2);
 const deployment = deploymentFromEnv();
@@ -153,7 +158,38 @@ async function webhook(): Promise<number> {
   return res.ok ? 0 : 1;
 }
 
-const COMMANDS: Readonly<Record<string, () => Promise<number>>> = { publish, assessment, state, audit, webhook };
+/**
+ * `device-token <user> <device>`: what the accounts service does when a device is registered.
+ * Prints the token (a secret of the device's: pass it to the device only).
+ */
+async function deviceToken(): Promise<number> {
+  const [userId, deviceId, ...more] = args({}).positionals;
+  if (!userId || !deviceId || more.length) return usage();
+  console.log(await withNats(async (nc) => issueDeviceToken(await new Kvm(nc).open(topology.buckets.deviceTokens), { userId, deviceId })));
+  return 0;
+}
+
+/** `server-env`: for an operator who starts nats-server by hand (`eval "$(npm run -s cli -- server-env)"`). */
+async function printServerEnv(): Promise<number> {
+  if (args({}).positionals.length) return usage();
+  for (const [name, value] of Object.entries(await serverEnv())) console.log(`export ${name}=${shellQuote(value)}`);
+  return 0;
+}
+
+/** A value as one word of a POSIX shell. */
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+const COMMANDS: Readonly<Record<string, () => Promise<number>>> = {
+  publish,
+  assessment,
+  state,
+  audit,
+  webhook,
+  'device-token': deviceToken,
+  'server-env': printServerEnv,
+};
 
 /** Prints what went wrong, if anything, and the usage; the exit code of a wrong command line. */
 function usage(problem?: string): number {
