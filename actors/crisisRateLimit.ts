@@ -16,7 +16,7 @@
  * decides afresh what is delivered again (a limited event whose acknowledgement was lost may then
  * be applied; its dead letter stays).
  */
-import type { UserEvent, UserEventType } from '../machines/events.ts';
+import type { UserEventType } from '../machines/events.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { isFull, take, type TokenBucket, type TokenBucketPolicy } from './tokenBucket.ts';
 
@@ -56,14 +56,15 @@ export class CrisisRateLimit {
    * has had refused, so a flood is logged once, not once per event. A `crisis_resolved` refills
    * its user's bucket: the next press starts a new crisis and must pass, even right after a flood.
    */
-  admit(lane: Lane, event: UserEvent, now: number): CrisisVerdict {
+  admit(lane: Lane, event: { userId: string; type: string }, now: number): CrisisVerdict {
     if (lane !== 'crisis') return ALLOWED;
     const { userId } = event;
     if (event.type === 'crisis_resolved') {
       this.entries.delete(userId);
       return ALLOWED;
     }
-    if (!RATE_LIMITED_TYPES.has(event.type)) return ALLOWED;
+    // The type as the subject names it: garbage on a crisis-button subject counts too.
+    if (!RATE_LIMITED_TYPES.has(event.type as UserEventType)) return ALLOWED;
     const entry = this.entries.get(userId);
     const { allowed, bucket } = take(entry?.bucket, now, this.policy);
     const refused = allowed ? 0 : (entry?.refused ?? 0) + 1;

@@ -257,6 +257,11 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   receive(lane: Lane, m: JsMsg, redelivered: boolean): void {
     const subject = this.topology.subjects.parseEvent(m.subject);
     if (!subject) return this.reject(m, 'invalid', 'subject is not an event subject');
+    // By the subject, before decoding, the user's transition and commit: a device flooding its
+    // crisis button, with events or with garbage, is acknowledged as fast as its dead letters are
+    // stored, and never waits in (or holds) the crisis lane's scheduling.
+    const verdict = this.crisisLimit.admit(lane, subject, performance.now());
+    if (!verdict.allowed) return this.rateLimited(m, subject, verdict.inARow);
     let event: UserEvent;
     try {
       event = decode(UserEvent, m.data, { userId: subject.userId });
@@ -270,15 +275,11 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       m.ack();
       return;
     }
-    // Before the user's transition and commit: a flood is acknowledged as fast as its dead letters
-    // are stored, and never waits in (or holds) the crisis lane's scheduling.
-    const verdict = this.crisisLimit.admit(lane, event, performance.now());
-    if (!verdict.allowed) return this.rateLimited(m, event, verdict.inARow);
     this.scheduler.submit({ lane, seq: m.seq, event, redelivered, ack: () => m.ack(), nak: () => m.nak() });
   }
 
-  /** A crisis event over its user's rate limit: a dead letter, logged once per run of them. */
-  private rateLimited(m: JsMsg, event: UserEvent, inARow: number): void {
+  /** A crisis-lane message over its user's rate limit: a dead letter, logged once per run of them. */
+  private rateLimited(m: JsMsg, event: { userId: string; type: string }, inARow: number): void {
     this.metrics.crisisRateLimited++;
     const { ratePerS, burst } = this.config.crisisRateLimit;
     if (inARow === 1) {

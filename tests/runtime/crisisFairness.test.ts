@@ -106,4 +106,24 @@ describe('crisis-lane fairness', () => {
     expect(audit.find((a) => a.eventId === again.id)).toMatchObject({ from: { crisis: 'stable' }, to: { crisis: 'active' } });
     expect(await inCrisis(client, FLOODER)).toBe(true);
   });
+
+  it('garbage on a crisis-button subject counts against its user too: decided by the subject, before decoding', async () => {
+    const { client } = system();
+    const flooder = 'flood-garbage';
+    const other = samePartitionAs(flooder, client.topology.options.partitions);
+    const subject = client.topology.subjects.event(flooder, 'crisis_button');
+    const garbage = 500;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: garbage }, (_, i) => client.publishRaw(subject, new Uint8Array([0xc1, i & 0xff]))));
+    await client.publish(event(other, 'crisis_button', { deviceId: 'tablet' }));
+    await waitFor(() => inCrisis(client, other), 'the other user’s crisis view');
+    await lanesSettled(client);
+    const elapsedMs = performance.now() - started;
+    const letters = (await client.deadLetters()).filter((l) => l.subject === subject);
+    const limited = letters.filter((l) => l.reason === 'rate_limited').length;
+    expect(letters).toHaveLength(garbage);
+    // Only what the bucket let through was decoded (and refused as not msgpack).
+    expect(garbage - limited).toBeGreaterThanOrEqual(burst);
+    expect(garbage - limited).toBeLessThanOrEqual(burst + Math.ceil((ratePerS * elapsedMs) / 1000));
+  });
 });
