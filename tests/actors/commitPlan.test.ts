@@ -85,11 +85,12 @@ describe('planCommit', () => {
     expect(planCommit(input(committedOf(phone), phone)).record.outbox).toBeUndefined();
   });
 
-  it('a registered or removed device changes the view: it lists the devices', () => {
+  it('a registered or removed device changes the view: it lists the devices; a removed one is revoked', () => {
     const withWeb = after(register('phone'), premium, register('web'));
-    expect(planCommit(input(committedOf(phone), withWeb))).toMatchObject({ version: 4, outbox: { view: true } });
-    const gone = after(register('phone'), premium, ev('device_removed', { deviceId: 'phone', at: 4 }));
-    expect(planCommit(input(committedOf(phone), gone))).toMatchObject({ version: 4, outbox: { view: true } });
+    expect(planCommit(input(committedOf(phone), withWeb))).toMatchObject({ version: 4, outbox: { view: true }, removedDevices: [] });
+    const gone = after(register('phone'), premium, register('web'), ev('device_removed', { deviceId: 'phone', at: 4 }));
+    expect(planCommit(input(committedOf(withWeb), gone))).toMatchObject({ version: 4, outbox: { view: true }, removedDevices: ['phone'] });
+    expect(planCommit(input(committedOf(phone), phone)).removedDevices).toEqual([]);
   });
 
   it('safety content is compared by value: new contacts are a change, an equal copy is not', () => {
