@@ -15,8 +15,8 @@
  */
 import { jetstream, jetstreamManager, type DirectStreamAPI } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { decode as decodeJwt, encodeAuthorizationResponse, encodeUser, type AuthorizationRequest, type AuthorizationResponse } from '@nats-io/jwt';
-import { fromSeed, type KeyPair } from '@nats-io/nkeys';
+import { encodeAuthorizationResponse, encodeUser, type AuthorizationRequest, type AuthorizationResponse } from '@nats-io/jwt';
+import type { KeyPair } from '@nats-io/nkeys';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { RuntimeConfig } from '../actors/config.ts';
 import { createLogger, type Logger } from '../actors/logger.ts';
@@ -30,6 +30,7 @@ import { Admissions, type AdmittedConnection } from './admissions.ts';
 import { DEVICES_ACCOUNT, devicePermissions, deviceUserName, sessionExpiry } from './devicePermissions.ts';
 import { DeviceTokenError, deviceTokenKey, deviceTokenKeys, verifyDeviceToken, type Device, type DeviceTokenClaims } from './deviceToken.ts';
 import { AUTH_CALLOUT_SUBJECT, deviceRevocationSubject, kickSubject } from './roles.ts';
+import { readJwt, seedKeyPair } from './signing.ts';
 
 /**
  * Why a device is refused: its token is not ours (`bad_token`) or past its expiry (`expired`); the
@@ -74,8 +75,8 @@ export class CalloutService {
   private readonly log: Logger;
   /** Signs the device user JWTs and the answers: the key nats.conf names as the callout's issuer. */
   private readonly issuer: KeyPair;
-  /** The public key device tokens must be signed with. */
-  private readonly tokenIssuer: string;
+  /** The key device tokens must be signed with. */
+  private readonly tokenIssuer: KeyPair;
   private readonly tokens: KV;
   private readonly direct: DirectStreamAPI;
   private readonly admissions = new Admissions();
@@ -85,8 +86,8 @@ export class CalloutService {
     this.nc = nc;
     this.topology = options.topology;
     this.log = options.log;
-    this.issuer = fromSeed(new TextEncoder().encode(readSecret(SECRET_FILES.calloutIssuer)));
-    this.tokenIssuer = deviceTokenKeys().getPublicKey();
+    this.issuer = seedKeyPair(readSecret(SECRET_FILES.calloutIssuer));
+    this.tokenIssuer = deviceTokenKeys();
     this.tokens = tokens;
     this.direct = direct;
     this.pruner = setInterval(() => this.admissions.prune(Date.now()), PRUNE_EVERY_MS).unref();
@@ -121,7 +122,9 @@ export class CalloutService {
   private async authorize(m: Msg): Promise<void> {
     let request: AuthorizationRequest;
     try {
-      request = decodeJwt<AuthorizationRequest>(m.string()).nats as AuthorizationRequest;
+      // Its signature (the server's) is not checked: only the server may publish on this subject
+      // (auth/roles.ts), and a forged request could get no more than its token would anyway.
+      request = readJwt<AuthorizationRequest>(m.string()).claims.nats as AuthorizationRequest;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'unreadable auth request');
       return;

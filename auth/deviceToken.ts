@@ -8,10 +8,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import { decode, encodeGeneric, type ClaimsData } from '@nats-io/jwt';
-import { fromSeed, type KeyPair } from '@nats-io/nkeys';
+import { encodeGeneric, type ClaimsData } from '@nats-io/jwt';
+import type { KeyPair } from '@nats-io/nkeys';
 import { SubjectToken } from '../machines/events.ts';
 import { readSecret, SECRET_FILES } from '../transport/credentials.ts';
+import { seedKeyPair, verifyJwt } from './signing.ts';
 
 /** How long a device token is valid when `FM_DEVICE_TOKEN_TTL_S` does not say: 30 days. */
 export const DEFAULT_DEVICE_TOKEN_TTL_S = 30 * 24 * 60 * 60;
@@ -67,7 +68,7 @@ export function deviceTokenTtlFromEnv(env: NodeJS.ProcessEnv = process.env): num
 
 /** The key pair device tokens are signed with (`device-tokens.nk` of the secrets directory). */
 export function deviceTokenKeys(env: NodeJS.ProcessEnv = process.env): KeyPair {
-  return fromSeed(new TextEncoder().encode(readSecret(SECRET_FILES.deviceTokens, env)));
+  return seedKeyPair(readSecret(SECRET_FILES.deviceTokens, env));
 }
 
 /** The key of a device's current token id in the device-token bucket. */
@@ -86,23 +87,25 @@ export async function signDeviceToken(signer: KeyPair, device: Device, ttlS: num
   const data: TokenData = { type: TOKEN_TYPE, userId: device.userId, deviceId: device.deviceId, nonce: randomBytes(12).toString('base64url') };
   const exp = Math.floor(Date.now() / 1000) + ttlS;
   const token = await encodeGeneric(`${device.userId}/${device.deviceId}`, signer, TOKEN_TYPE, data, { aud: TOKEN_AUDIENCE, exp });
-  return { token, claims: verifyDeviceToken(token, signer.getPublicKey(), Number.NEGATIVE_INFINITY) };
+  return { token, claims: verifyDeviceToken(token, signer, Number.NEGATIVE_INFINITY) };
 }
 
 /**
- * Checks a token: a JWT signed by `issuer` (the device-token public key), of our type and
- * audience, naming a user and a device, not past its `exp` at `nowS`. Throws {@link DeviceTokenError}.
+ * Checks a token: a JWT signed by `issuer` (the device-token key), of our type and audience,
+ * naming a user and a device, not past its `exp` at `nowS`. Throws {@link DeviceTokenError}.
  */
-export function verifyDeviceToken(token: string, issuer: string, nowS: number = Math.floor(Date.now() / 1000)): DeviceTokenClaims {
+export function verifyDeviceToken(
+  token: string,
+  issuer: Pick<KeyPair, 'getPublicKey' | 'verify'>,
+  nowS: number = Math.floor(Date.now() / 1000),
+): DeviceTokenClaims {
   let claims: ClaimsData<TokenData>;
   try {
-    // Checks the signature against the key the token names as its issuer; that key must be ours.
-    claims = decode<TokenData>(token);
-  } catch {
-    throw new DeviceTokenError('bad_token', 'not a signed JWT');
+    claims = verifyJwt<TokenData>(token, issuer);
+  } catch (err) {
+    throw new DeviceTokenError('bad_token', (err as Error).message);
   }
   const { userId, deviceId, type } = claims.nats ?? {};
-  if (claims.iss !== issuer) throw new DeviceTokenError('bad_token', 'not signed by the device-token key');
   if (type !== TOKEN_TYPE || claims.aud !== TOKEN_AUDIENCE) throw new DeviceTokenError('bad_token', 'not a device token');
   // The ids become subjects of the device's permissions: a wildcard or a dot would widen them.
   if (!SubjectToken.safeParse(userId).success || !SubjectToken.safeParse(deviceId).success) {

@@ -16,17 +16,17 @@ import {
   verifyDeviceToken,
   type DeviceTokenProblem,
 } from '../../auth/deviceToken.ts';
+import { seedKeyPair } from '../../auth/signing.ts';
 import { waitFor } from '../support/processes.ts';
 
-const keys = createAccount();
-const issuer = keys.getPublicKey();
+const keys = seedKeyPair(new TextDecoder().decode(createAccount().getSeed()));
 const device = { userId: 'user-1', deviceId: 'phone' };
 const nowS = () => Math.floor(Date.now() / 1000);
 
 /** The reason `verifyDeviceToken` refuses a token with. */
 function refusal(token: string, at?: number): DeviceTokenProblem | undefined {
   try {
-    verifyDeviceToken(token, issuer, at);
+    verifyDeviceToken(token, keys, at);
     return undefined;
   } catch (err) {
     expect(err).toBeInstanceOf(DeviceTokenError);
@@ -46,7 +46,7 @@ describe('device tokens', () => {
   it('a signed token verifies to its device, id and expiry', async () => {
     const before = nowS();
     const { token, claims } = await signDeviceToken(keys, device, 3_600);
-    const verified = verifyDeviceToken(token, issuer);
+    const verified = verifyDeviceToken(token, keys);
     expect(verified).toEqual(claims);
     expect(verified).toMatchObject({ userId: 'user-1', deviceId: 'phone' });
     expect(verified.issuedAt).toBeGreaterThanOrEqual(before);
