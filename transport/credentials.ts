@@ -81,7 +81,8 @@ export function inboxPrefix(who: { role: Role } | { userId: string; deviceId: st
  */
 export function credentialOptions(credentials: Credentials, env: NodeJS.ProcessEnv = process.env): Partial<ConnectionOptions> {
   const caFile = caFileFromEnv(env);
-  const tls = env.FM_TLS === 'off' ? undefined : caFile ? { caFile } : {};
+  // null, not undefined: nats.js upgrades to TLS whenever the server offers it unless `tls` is null.
+  const tls = env.FM_TLS === 'off' ? null : caFile ? { caFile } : {};
   const authenticator =
     'role' in credentials
       ? nkeyAuthenticator(new TextEncoder().encode(readSecret(SECRET_FILES.role(credentials.role), env)))
