@@ -6,8 +6,9 @@
  * The server keeps nothing per device. While connected, a device holds a core subscription on its
  * user's view subject: the runtime's publish that stores the view reaches it through NATS's own
  * fan-out. On start and after every reconnect it subscribes first, then reads the last stored view
- * by direct get, so a view stored while it was away (or while the subscription was being made) is
- * applied once, and an offline device costs the server nothing.
+ * by direct get (and once more a second later, for a cluster's sake: {@link CATCH_UP_AGAIN_MS}), so
+ * a view stored while it was away (or while the subscription was being made) is applied once, and an
+ * offline device costs the server nothing.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, type DirectStreamAPI, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
@@ -41,6 +42,13 @@ export interface DeviceActorOptions {
 
 /** First and largest wait between catch-up attempts that failed transiently (a restarting server). */
 const CATCH_UP_RETRY_MS = { first: 50, max: 1_000 };
+/**
+ * How long after a catch-up the device reads the last view once more. In a cluster a new
+ * subscription's interest reaches the other servers a moment after the device's own server took
+ * it, and a direct get may be answered by a replica a moment behind: a view stored in that moment
+ * would reach the device by neither (the chaos test saw it once devices signed in mid-traffic).
+ */
+const CATCH_UP_AGAIN_MS = 1_000;
 
 /** One device of one user. */
 export class DeviceActor {
@@ -56,6 +64,7 @@ export class DeviceActor {
   private subscription: Subscription | undefined;
   private stopped = false;
   private readonly unwatch: () => void;
+  private again: NodeJS.Timeout | undefined;
   private catchingUp: Promise<void> = Promise.resolve();
 
   private constructor(options: DeviceActorOptions, direct: DirectStreamAPI) {
@@ -78,7 +87,7 @@ export class DeviceActor {
       },
     });
     // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
-    this.unwatch = onReconnect(options.nc, () => void this.catchUp());
+    this.unwatch = onReconnect(options.nc, () => void this.catchUp().then(() => this.catchUpAgain()));
   }
 
   /** Subscribes to the user's views, catches up with the last stored one, and applies from then on. */
@@ -89,6 +98,7 @@ export class DeviceActor {
     // The subscription is on the server before the read: a view stored in between arrives by one or the other.
     await options.nc.flush();
     await actor.catchUp();
+    actor.catchUpAgain();
     return actor;
   }
 
@@ -121,6 +131,12 @@ export class DeviceActor {
     // Otherwise not registered yet: the view that registers it lists it.
   }
 
+  /** Schedules one more catch-up {@link CATCH_UP_AGAIN_MS} from now (one at a time). */
+  private catchUpAgain(): void {
+    clearTimeout(this.again);
+    if (!this.stopped) this.again = setTimeout(() => void this.catchUp(), CATCH_UP_AGAIN_MS);
+  }
+
   /** Reads the last stored view and offers it, again after transient failures, until it answers or the actor stops. */
   private catchUp(): Promise<void> {
     this.catchingUp = this.catchingUp.then(async () => {
@@ -146,6 +162,7 @@ export class DeviceActor {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearTimeout(this.again);
     this.unwatch();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
