@@ -68,6 +68,8 @@ export const histogram = () => build({ lowestDiscernibleValue: 1, highestTrackab
 export type Histogram = ReturnType<typeof histogram>;
 /** A percentile of a histogram in milliseconds, two decimals. */
 export const ms = (h: Histogram, p: number) => Math.round(h.getValueAtPercentile(p) / 10) / 100;
+/** `value / baseline`, two decimals: how a number is reported beside its baseline from the same run. */
+export const ratio = (value: number, baseline: number) => Math.round((value / baseline) * 100) / 100;
 /** Records a latency given in milliseconds. */
 export const record = (h: Histogram, latencyMs: number) => h.recordValue(Math.max(1, Math.round(latencyMs * 1000)));
 
@@ -79,9 +81,9 @@ export function progress(label: string, done?: number, total?: number): void {
 
 // ─── processes ────────────────────────────────────────────────────────────────────────────────
 
-/** Forks a TypeScript module of the project with extra environment. */
-export function forkTs(script: string, env: Record<string, string>, execArgv: string[] = []): ChildProcess {
-  return fork(join(ROOT, script), [], { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+/** Forks a TypeScript module of the project with extra environment (and arguments, e.g. `--quick`). */
+export function forkTs(script: string, env: Record<string, string>, execArgv: string[] = [], args: readonly string[] = []): ChildProcess {
+  return fork(join(ROOT, script), args, { env: { ...process.env, ...env }, execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
 }
 
 /** The first IPC message of a child that passes `predicate`; rejects if the child exits first. */

@@ -27,6 +27,9 @@
  *   `devices` (the device processes: decoding and applying every view on every device) and the
  *   `load` generator (this process). What the server spends per event as devices are added.
  * - `device_population`, `reconnect_storm_ms`, `reconnect_runtime_ms`: see `bench/population.ts`.
+ * - `plain_*` and `tls_vs_plain_*` (the main saturated run again with every connection plain),
+ *   `connect_nkey`, `connect_callout` and `callout_vs_nkey_*` (role and device sign-ins): what TLS
+ *   and the auth callout cost, see `bench/security.ts`.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -55,6 +58,7 @@ import {
   progress,
   publishMany,
   quick,
+  ratio,
   record,
   resolveCrises,
   ROOT,
@@ -71,6 +75,7 @@ import {
   type Load,
 } from './harness.ts';
 import { population } from './population.ts';
+import { connectCost, plainBaseline, tlsVsPlain } from './security.ts';
 
 /** `--profile`: the throughput run's runtime writes a CPU profile to bench/results/ (`node --cpu-prof`). */
 const profile = process.argv.includes('--profile');
@@ -137,8 +142,6 @@ interface Limits {
   transport: number;
   fanout: number;
 }
-
-const ratio = (eps: number, limit: number) => Math.round((eps / limit) * 100) / 100;
 
 /** The processes of a saturated run by role, for their CPU per event; `load` is this process. */
 const roles = (bench: Bench, load: Load): ProcessGroups => ({
@@ -263,6 +266,8 @@ async function writeResults(results: Record<string, unknown>): Promise<void> {
 
 async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
+  // On a server of its own (the main run's takes TLS only), shortly before the run it is compared with.
+  const plain = await plainBaseline();
   await withBench(async (bench) => {
     const limits = { transport: await baselineLimit(bench.nc, bench.url, 'transport'), fanout: await baselineLimit(bench.nc, bench.url, 'fanout') };
     results.transport_limit_eps = limits.transport;
@@ -271,7 +276,8 @@ async function main(): Promise<void> {
     const load = await startLoad(bench);
     Object.assign(results, await crisisIdle(load));
     const main = await saturation(bench, load, limits);
-    Object.assign(results, main.fields);
+    Object.assign(results, main.fields, tlsVsPlain(plain, main.fields));
+    Object.assign(results, await connectCost(bench, load));
     Object.assign(results, await activation(bench, load));
     await load.stop();
     Object.assign(results, await byDevices(bench, { eps: main.fields.runtime_eps, cpu: main.cpu }));
