@@ -39,6 +39,8 @@ export class LaneScheduler {
   private readonly backlog = new Fifo<Delivery>();
   private readonly working = new Set<Delivery>();
   private crisisWorking = 0;
+  /** Whether {@link pump}'s loop is running: a dispatch that releases at once must not start another. */
+  private pumping = false;
 
   constructor(admission: { readonly limit: number }, dispatch: (d: Delivery) => void, admit: (d: Delivery) => boolean = () => true) {
     this.admission = admission;
@@ -81,12 +83,20 @@ export class LaneScheduler {
   }
 
   private pump(): void {
-    while (this.crisisWorking === 0 && this.normalInFlight < this.admission.limit && this.backlog.length > 0) {
-      const d = this.backlog.peek()!;
-      if (!this.admit(d)) break;
-      this.backlog.shift();
-      this.working.add(d);
-      this.dispatch(d);
+    // A dispatch may release its delivery at once (its partition is being left), which pumps again:
+    // the running loop goes on instead, or a long backlog would recurse until the stack overflows.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.crisisWorking === 0 && this.normalInFlight < this.admission.limit && this.backlog.length > 0) {
+        const d = this.backlog.peek()!;
+        if (!this.admit(d)) break;
+        this.backlog.shift();
+        this.working.add(d);
+        this.dispatch(d);
+      }
+    } finally {
+      this.pumping = false;
     }
   }
 }
