@@ -87,7 +87,7 @@ export class DeviceActor {
       },
     });
     // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
-    this.unwatch = onReconnect(options.nc, () => void this.catchUp().then(() => this.catchUpAgain()));
+    this.unwatch = onReconnect(options.nc, () => void this.catchUp(true).then(() => this.catchUpAgain()));
   }
 
   /** Subscribes to the user's views, catches up with the last stored one, and applies from then on. */
@@ -97,7 +97,7 @@ export class DeviceActor {
     const actor = new DeviceActor(options, direct);
     // The subscription is on the server before the read: a view stored in between arrives by one or the other.
     await options.nc.flush();
-    await actor.catchUp();
+    await actor.catchUp(true);
     actor.catchUpAgain();
     return actor;
   }
@@ -134,17 +134,21 @@ export class DeviceActor {
   /** Schedules one more catch-up {@link CATCH_UP_AGAIN_MS} from now (one at a time). */
   private catchUpAgain(): void {
     clearTimeout(this.again);
-    if (!this.stopped) this.again = setTimeout(() => void this.catchUp(), CATCH_UP_AGAIN_MS);
+    if (!this.stopped) this.again = setTimeout(() => void this.catchUp(false), CATCH_UP_AGAIN_MS);
   }
 
-  /** Reads the last stored view and offers it, again after transient failures, until it answers or the actor stops. */
-  private catchUp(): Promise<void> {
+  /**
+   * Reads the last stored view and offers it, again after transient failures, until it answers or
+   * the actor stops. `report`: the catch-up of a start or a reconnect, told to `onCatchUp` (the
+   * safety read a moment later is not: it would look like a reconnect that never happened).
+   */
+  private catchUp(report: boolean): Promise<void> {
     this.catchingUp = this.catchingUp.then(async () => {
       for (let wait = CATCH_UP_RETRY_MS.first; !this.stopped; wait = Math.min(wait * 2, CATCH_UP_RETRY_MS.max)) {
         try {
           const view = await lastView(this.direct, this.topology, this.userId);
           if (view) this.offer(view);
-          this.options.onCatchUp?.(this.held);
+          if (report) this.options.onCatchUp?.(this.held);
           return;
         } catch (err) {
           if (!isTransient(err)) {

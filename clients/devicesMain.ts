@@ -1,7 +1,7 @@
 /**
  * A device process hosting one or more device actors: `node clients/devicesMain.ts user:device …`,
- * each device's token in `FM_DEVICE_TOKENS` (a JSON object, `{"user:device": "<token>", …}`; a
- * token is what `npm run cli -- device-token <user> <device>` prints). Each device signs in on a
+ * each device's token in the JSON file `FM_DEVICE_TOKENS_FILE` names (`{"user:device": "<token>", …}`;
+ * a token is what `npm run cli -- device-token <user> <device>` prints). Each device signs in on a
  * connection of its own with its token, so the server lets it see its own user's view only.
  *
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
@@ -13,6 +13,7 @@
  * device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { deploymentFromEnv } from '../actors/config.ts';
@@ -25,12 +26,12 @@ import { DeviceActor } from './deviceActor.ts';
 /** First and longest wait between two sign-ins the server refused. */
 const SIGN_IN_RETRY_MS = { first: 100, max: 1_000 };
 
-const tokens = JSON.parse(process.env.FM_DEVICE_TOKENS || '{}') as Record<string, string>;
+const tokens = (process.env.FM_DEVICE_TOKENS_FILE ? JSON.parse(readFileSync(process.env.FM_DEVICE_TOKENS_FILE, 'utf8')) : {}) as Record<string, string>;
 const devices = process.argv.slice(2).map((arg) => {
   const [userId, deviceId] = arg.split(':');
   if (!userId || !deviceId) throw new Error(`expected user:device, got "${arg}"`);
   const token = tokens[arg];
-  if (!token) throw new Error(`no token for ${arg} in FM_DEVICE_TOKENS`);
+  if (!token) throw new Error(`no token for ${arg} in FM_DEVICE_TOKENS_FILE`);
   return { userId, deviceId, token };
 });
 const deployment = deploymentFromEnv();

@@ -5,7 +5,7 @@
  * Everything a process writes is also appended to its own file under {@link LOG_DIR}.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
@@ -13,6 +13,7 @@ import { expect } from 'vitest';
 import { deploymentFromEnv } from '../../actors/config.ts';
 import { issueDeviceToken } from '../../auth/deviceToken.ts';
 import { connectNats, drainNats } from '../../transport/connection.ts';
+import { secretsDirFromEnv } from '../../transport/credentials.ts';
 import type { DeviceView } from '../../transport/schemas.ts';
 import { createTopology } from '../../transport/topology.ts';
 
@@ -187,6 +188,9 @@ async function issueTokens(natsUrl: string, devices: string[], env: Record<strin
   }
 }
 
+/** Token files written so far by this worker (their names must not collide). */
+let tokenFiles = 0;
+
 /** A device process hosting device actors. */
 export class DeviceProcess extends Child {
   /** Every view applied, in order, per `user:device`. */
@@ -198,8 +202,10 @@ export class DeviceProcess extends Child {
    * registered yet: it signs in again until it is).
    */
   static async start(natsUrl: string, devices: string[], env: Record<string, string> = {}): Promise<DeviceProcess> {
-    const tokens = await issueTokens(natsUrl, devices, env);
-    const p: DeviceProcess = new DeviceProcess('clients/devicesMain.ts', devices, { NATS_URL: natsUrl, FM_DEVICE_TOKENS: JSON.stringify(tokens), ...env }, (line) => {
+    // In a file beside the run's other secrets: a thousand tokens are more than one variable may hold.
+    const tokensFile = join(secretsDirFromEnv(), `device-tokens-${process.pid}-${++tokenFiles}.json`);
+    writeFileSync(tokensFile, JSON.stringify(await issueTokens(natsUrl, devices, env)), { mode: 0o600 });
+    const p: DeviceProcess = new DeviceProcess('clients/devicesMain.ts', devices, { NATS_URL: natsUrl, FM_DEVICE_TOKENS_FILE: tokensFile, ...env }, (line) => {
       const record = JSON.parse(line) as { applied?: boolean } & AppliedView;
       if (!record.applied) return;
       const key = `${record.userId}:${record.deviceId}`;
