@@ -30,7 +30,8 @@ import { Admissions, type AdmittedConnection } from './admissions.ts';
 import { DEVICES_ACCOUNT, devicePermissions, deviceUserName, sessionExpiry } from './devicePermissions.ts';
 import { DeviceTokenError, deviceTokenKey, deviceTokenKeys, verifyDeviceToken, type Device, type DeviceTokenClaims } from './deviceToken.ts';
 import { AUTH_CALLOUT_SUBJECT, deviceRevocationSubject, kickSubject } from './roles.ts';
-import { readJwt, seedKeyPair } from './signing.ts';
+import { seedKeyPair } from '../transport/nkeySigning.ts';
+import { readJwt } from './signing.ts';
 
 /**
  * Why a device is refused: its token is not ours (`bad_token`) or past its expiry (`expired`); the

@@ -12,7 +12,8 @@ import { encodeGeneric, type ClaimsData } from '@nats-io/jwt';
 import type { KeyPair } from '@nats-io/nkeys';
 import { SubjectToken } from '../machines/events.ts';
 import { readSecret, SECRET_FILES } from '../transport/credentials.ts';
-import { seedKeyPair, verifyJwt } from './signing.ts';
+import { seedKeyPair } from '../transport/nkeySigning.ts';
+import { verifyJwt } from './signing.ts';
 
 /** How long a device token is valid when `FM_DEVICE_TOKEN_TTL_S` does not say: 30 days. */
 export const DEFAULT_DEVICE_TOKEN_TTL_S = 30 * 24 * 60 * 60;

@@ -7,7 +7,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nkeyAuthenticator, tokenAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
+import { tokenAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
+import { nkeySeedAuthenticator } from './nkeySigning.ts';
 
 /**
  * The roles that sign in with a key of their own (DESIGN: runtime, ingress, services, viewer), plus
@@ -85,7 +86,7 @@ export function credentialOptions(credentials: Credentials, env: NodeJS.ProcessE
   const tls = env.FM_TLS === 'off' ? null : caFile ? { caFile } : {};
   const authenticator =
     'role' in credentials
-      ? nkeyAuthenticator(new TextEncoder().encode(readSecret(SECRET_FILES.role(credentials.role), env)))
+      ? nkeySeedAuthenticator(readSecret(SECRET_FILES.role(credentials.role), env))
       : tokenAuthenticator(credentials.deviceToken);
   return { tls, authenticator, inboxPrefix: inboxPrefix(credentials) };
 }

@@ -16,7 +16,7 @@ import {
   verifyDeviceToken,
   type DeviceTokenProblem,
 } from '../../auth/deviceToken.ts';
-import { seedKeyPair } from '../../auth/signing.ts';
+import { seedKeyPair } from '../../transport/nkeySigning.ts';
 import { waitFor } from '../support/processes.ts';
 
 const keys = seedKeyPair(new TextDecoder().decode(createAccount().getSeed()));

@@ -1,12 +1,13 @@
 /**
- * Signing with Node's Ed25519 (`auth/signing.ts`) is the nkey's own signing: its signatures verify
+ * Signing with Node's Ed25519 (`transport/nkeySigning.ts`, `auth/signing.ts`) is the nkey's own signing: its signatures verify
  * with nkeys.js's key pair of the same seed and the other way round, it names the same public key,
  * and a JWT it signs reads back only with the key that signed it, unaltered.
  */
 import { encodeGeneric } from '@nats-io/jwt';
 import { createAccount, createUser, fromSeed } from '@nats-io/nkeys';
 import { describe, expect, it } from 'vitest';
-import { readJwt, seedKeyPair, verifyJwt } from '../../auth/signing.ts';
+import { readJwt, verifyJwt } from '../../auth/signing.ts';
+import { seedKeyPair } from '../../transport/nkeySigning.ts';
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
