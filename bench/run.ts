@@ -27,7 +27,8 @@
  *   `devices` (the device processes: decoding and applying every view on every device) and the
  *   `load` generator (this process). What the server spends per event as devices are added.
  * - `device_population`, `reconnect_storm_ms`, `reconnect_runtime_ms`: see `bench/population.ts`.
- * - `plain_*` and `tls_vs_plain_*` (the main saturated run again with every connection plain),
+ * - `plain_*`, `tls_*` and `tls_vs_plain_*` (the main saturated run again, in legs alternating
+ *   plain and TLS connections),
  *   `connect_nkey`, `connect_callout` and `callout_vs_nkey_*` (role and device sign-ins): what TLS
  *   and the auth callout cost, see `bench/security.ts`.
  */
@@ -75,7 +76,7 @@ import {
   type Load,
 } from './harness.ts';
 import { population } from './population.ts';
-import { connectCost, plainBaseline, tlsVsPlain } from './security.ts';
+import { connectCost, tlsAndPlain } from './security.ts';
 
 /** `--profile`: the throughput run's runtime writes a CPU profile to bench/results/ (`node --cpu-prof`). */
 const profile = process.argv.includes('--profile');
@@ -266,8 +267,8 @@ async function writeResults(results: Record<string, unknown>): Promise<void> {
 
 async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
-  // On a server of its own (the main run's takes TLS only), shortly before the run it is compared with.
-  const plain = await plainBaseline();
+  // Servers of their own (the main run's takes TLS only), alternating plain and TLS.
+  Object.assign(results, await tlsAndPlain());
   await withBench(async (bench) => {
     const limits = { transport: await baselineLimit(bench.nc, bench.url, 'transport'), fanout: await baselineLimit(bench.nc, bench.url, 'fanout') };
     results.transport_limit_eps = limits.transport;
@@ -276,7 +277,7 @@ async function main(): Promise<void> {
     const load = await startLoad(bench);
     Object.assign(results, await crisisIdle(load));
     const main = await saturation(bench, load, limits);
-    Object.assign(results, main.fields, tlsVsPlain(plain, main.fields));
+    Object.assign(results, main.fields);
     Object.assign(results, await connectCost(bench, load));
     Object.assign(results, await activation(bench, load));
     await load.stop();

@@ -3,13 +3,15 @@
  * connection TLS, role users signing in with their nkeys, the store encrypted at rest, the auth
  * callout in the runtime node's process. Measured beside it:
  *
- * - {@link plainBaseline}, first in the run: the main saturated run (the same closed loop of plan
- *   changes with crisis presses, the same users and devices) on a fresh nats-server started with
- *   `FM_ALLOW_PLAIN=true`, every process of it with `FM_TLS=off`: a process of its own, whose
- *   environment the server, the runtime node and the device processes inherit. Fields
- *   `plain_runtime_eps`, `plain_crisis_p50_ms`, `plain_crisis_p99_ms`, `plain_crisis_lost`, and
- *   `tls_vs_plain_eps`, `tls_vs_plain_crisis_p50`, `tls_vs_plain_crisis_p99`: the main run's
- *   `runtime_eps`, `crisis_p50_ms`, `crisis_p99_ms` divided by them.
+ * - {@link tlsAndPlain}, first in the run: the main saturated run (the same closed loop of plan
+ *   changes with crisis presses, the same users and devices) in legs of their own, each a process
+ *   with a fresh nats-server, runtime node and device processes, alternating plain and TLS
+ *   ({@link LEG_PAIRS} pairs, plain first): a plain leg's server is started with
+ *   `FM_ALLOW_PLAIN=true` and all its processes with `FM_TLS=off`. Both kinds start alike, so the
+ *   order of the run weighs on neither. Fields `plain_runtime_eps`, `plain_crisis_p50_ms`,
+ *   `plain_crisis_p99_ms`, `tls_runtime_eps`, `tls_crisis_p50_ms`, `tls_crisis_p99_ms` (medians of
+ *   the legs), `*_crisis_lost` (summed), and `tls_vs_plain_eps`, `tls_vs_plain_crisis_p50`,
+ *   `tls_vs_plain_crisis_p99`: TLS divided by plain.
  * - {@link connectCost}, in the main run: {@link CONNECTS} connections opened and closed,
  *   {@link CONNECTS_IN_FLIGHT} at once, as devices coming back together do: a role signing in with
  *   its nkey (no callout), and devices signing in with their tokens through the callout (the load
@@ -73,16 +75,21 @@ async function checkTransport(bench: Bench, tls: boolean): Promise<void> {
   if (wrong.length > 0) throw new Error(`${wrong.length} of ${connections.length} connections are not ${tls ? 'TLS' : 'plain'}: ${wrong.map((c) => c.name).join(', ')}`);
 }
 
-/** In the plain baseline's process: the main run's saturated load on a server and runtime node of its own, all plain. */
-async function plainRun(): Promise<LoadNumbers> {
+/** Pairs of legs, plain then TLS, that {@link tlsAndPlain} runs. */
+const LEG_PAIRS = quick ? 1 : 2;
+
+/** In a leg's process: the main run's saturated load on a server and runtime node of its own, TLS unless `FM_TLS=off`. */
+async function leg(): Promise<LoadNumbers> {
+  const tls = process.env.FM_TLS !== 'off';
+  const label = tls ? 'TLS' : 'plain';
   let numbers: LoadNumbers | undefined;
-  progress('plain baseline: server, runtime node, devices');
+  progress(`${label} leg: server, runtime node, devices`);
   await withBench(async (bench) => {
     await bench.runtime();
     const load = await startLoad(bench);
     try {
-      await checkTransport(bench, false);
-      const run = await saturated(bench.js, load, 'crisis', 'runtime, plain');
+      await checkTransport(bench, tls);
+      const run = await saturated(bench.js, load, 'crisis', `runtime, ${label} leg`);
       numbers = { runtime_eps: Math.round(run.eps), crisis_p50_ms: ms(run.latency, 50), crisis_p99_ms: ms(run.latency, 99), crisis_lost: run.lost };
     } finally {
       await load.stop();
@@ -91,26 +98,40 @@ async function plainRun(): Promise<LoadNumbers> {
   return numbers!;
 }
 
-/** The plain baseline: {@link plainRun} in a process of its own with {@link PLAIN_ENV}. */
-export async function plainBaseline(): Promise<LoadNumbers> {
-  const child = forkTs('bench/security.ts', PLAIN_ENV, [], process.argv.slice(2));
+/** One leg ({@link leg}) in a process of its own: plain with {@link PLAIN_ENV}, else TLS. */
+async function runLeg(plain: boolean): Promise<LoadNumbers> {
+  const child = forkTs('bench/security.ts', plain ? PLAIN_ENV : {}, [], process.argv.slice(2));
   try {
-    return (await message<{ plain?: LoadNumbers }>(child, (m) => !!m.plain)).plain!;
+    return (await message<{ leg?: LoadNumbers }>(child, (m) => !!m.leg)).leg!;
   } finally {
     await stopChild(child);
   }
 }
 
-/** The plain baseline's fields beside the main (TLS) run's numbers `tls` (see the module comment). */
-export function tlsVsPlain(plain: LoadNumbers, tls: Omit<LoadNumbers, 'crisis_lost'>): Record<string, number> {
+/** What TLS costs: plain and TLS legs alternating, their medians and the ratios (see the module comment). */
+export async function tlsAndPlain(): Promise<Record<string, number>> {
+  const legs: Record<'plain' | 'tls', LoadNumbers[]> = { plain: [], tls: [] };
+  for (let pair = 0; pair < LEG_PAIRS; pair++) {
+    legs.plain.push(await runLeg(true));
+    legs.tls.push(await runLeg(false));
+  }
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = sorted.length / 2;
+    return Number.isInteger(mid) ? (sorted[mid - 1]! + sorted[mid]!) / 2 : sorted[Math.floor(mid)]!;
+  };
+  const fields: Record<string, number> = {};
+  for (const kind of ['plain', 'tls'] as const) {
+    fields[`${kind}_runtime_eps`] = Math.round(median(legs[kind].map((l) => l.runtime_eps)));
+    fields[`${kind}_crisis_p50_ms`] = median(legs[kind].map((l) => l.crisis_p50_ms));
+    fields[`${kind}_crisis_p99_ms`] = median(legs[kind].map((l) => l.crisis_p99_ms));
+    fields[`${kind}_crisis_lost`] = legs[kind].reduce((sum, l) => sum + l.crisis_lost, 0);
+  }
   return {
-    plain_runtime_eps: plain.runtime_eps,
-    plain_crisis_p50_ms: plain.crisis_p50_ms,
-    plain_crisis_p99_ms: plain.crisis_p99_ms,
-    plain_crisis_lost: plain.crisis_lost,
-    tls_vs_plain_eps: ratio(tls.runtime_eps, plain.runtime_eps),
-    tls_vs_plain_crisis_p50: ratio(tls.crisis_p50_ms, plain.crisis_p50_ms),
-    tls_vs_plain_crisis_p99: ratio(tls.crisis_p99_ms, plain.crisis_p99_ms),
+    ...fields,
+    tls_vs_plain_eps: ratio(fields.tls_runtime_eps!, fields.plain_runtime_eps!),
+    tls_vs_plain_crisis_p50: ratio(fields.tls_crisis_p50_ms!, fields.plain_crisis_p50_ms!),
+    tls_vs_plain_crisis_p99: ratio(fields.tls_crisis_p99_ms!, fields.plain_crisis_p99_ms!),
   };
 }
 
@@ -181,5 +202,5 @@ export async function connectCost(bench: Bench, load: Load): Promise<Record<stri
   };
 }
 
-// The plain baseline's own process (forked by plainBaseline with PLAIN_ENV).
-if (import.meta.main) process.send!({ plain: await plainRun() });
+// A leg's own process (forked by runLeg).
+if (import.meta.main) process.send!({ leg: await leg() });

@@ -52,8 +52,12 @@ export function seedKeyPair(seed: string): KeyPair {
   };
 }
 
+/** Key pairs by seed: nkeys.js derives the public key with tweetnacl, some 10 ms, so once per process. */
+const keyPairs = new Map<string, KeyPair>();
+
 /** nats.js's `nkeyAuthenticator`, signing the server's nonce with {@link seedKeyPair}. */
 export function nkeySeedAuthenticator(seed: string): Authenticator {
-  const kp = seedKeyPair(seed);
+  let kp = keyPairs.get(seed);
+  if (!kp) keyPairs.set(seed, (kp = seedKeyPair(seed)));
   return (nonce?: string) => ({ nkey: kp.getPublicKey(), sig: nonce ? encode(kp.sign(new TextEncoder().encode(nonce))) : '' });
 }
