@@ -27,7 +27,7 @@ import { DeviceRevocation, type DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
 import { Admissions, type AdmittedConnection } from './admissions.ts';
-import { DEVICE_LIMITS, DEVICES_ACCOUNT, devicePermissions, deviceUserName, sessionExpiry } from './devicePermissions.ts';
+import { DEVICES_ACCOUNT, devicePermissions, deviceUserName, sessionExpiry } from './devicePermissions.ts';
 import { DeviceTokenError, deviceTokenKey, deviceTokenKeys, verifyDeviceToken, type Device, type DeviceTokenClaims } from './deviceToken.ts';
 import { AUTH_CALLOUT_SUBJECT, deviceRevocationSubject, kickSubject } from './roles.ts';
 import { seedKeyPair } from '../transport/nkeySigning.ts';
@@ -143,8 +143,7 @@ export class CalloutService {
       const { claims } = verdict;
       const device: Device = { userId: claims.userId, deviceId: claims.deviceId };
       const exp = sessionExpiry(claims.expiresAt, Math.floor(Date.now() / 1000));
-      const user = { ...devicePermissions(this.topology, device), ...DEVICE_LIMITS };
-      const jwt = await encodeUser(deviceUserName(device), request.user_nkey, this.issuer, user, {
+      const jwt = await encodeUser(deviceUserName(device), request.user_nkey, this.issuer, devicePermissions(this.topology, device), {
         aud: DEVICES_ACCOUNT,
         exp,
       });

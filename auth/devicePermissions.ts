@@ -4,7 +4,7 @@
  * get, and press its own user's crisis button. Nothing else: every other publish or subscribe is a
  * permission violation at the server. Pure.
  */
-import type { NatsLimits, Permissions } from '@nats-io/jwt';
+import type { Permissions } from '@nats-io/jwt';
 import { inboxPrefix } from '../transport/credentials.ts';
 import type { Topology } from '../transport/topology.ts';
 import type { Device } from './deviceToken.ts';
@@ -14,13 +14,6 @@ import type { Device } from './deviceToken.ts';
  * removal reached no callout that admitted it (one restarted meanwhile) is refused by then.
  */
 export const DEVICE_SESSION_S = 10 * 60;
-
-/**
- * What one device connection may hold: its view's and its request inbox's subscriptions (with room
- * to spare) and messages no bigger than a crisis button or a direct-get request needs; a device
- * cannot load the server with subscriptions or large publishes. `data: -1`: no byte budget.
- */
-export const DEVICE_LIMITS: Readonly<NatsLimits> = { subs: 8, payload: 8 * 1024, data: -1 };
 
 /** The account the callout admits devices into (nats-accounts.conf, `auth/roles.ts`). */
 export const DEVICES_ACCOUNT = 'DEVICES';
