@@ -62,12 +62,23 @@ function checkSize(bytes: Uint8Array, options: CodecOptions): void {
   if (bytes.byteLength > max) throw new CodecError('too_large', `${bytes.byteLength} bytes, limit ${max}`);
 }
 
+/**
+ * A path segment as an error may name it: an index, or a key that reads as a field name. Anything
+ * else came from the input (a garbled value read as a key, a record's key) and may be personal: the
+ * field is logged and kept in dead letters, so it is named `<key>` (found by the lane fuzzing).
+ */
+function fieldName(segment: PropertyKey): string {
+  if (typeof segment === 'number') return String(segment);
+  const name = String(segment);
+  return /^[A-Za-z_][A-Za-z0-9_]{0,31}$/.test(name) ? name : '<key>';
+}
+
 function validate<S extends z.ZodType>(schema: S, value: unknown, options: CodecOptions): z.output<S> {
   const result = schema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
-    const field = [...issue.path, ...keys.slice(0, 1)].map(String).join('.') || undefined;
+    const field = [...issue.path, ...keys.slice(0, 1)].map(fieldName).join('.') || undefined;
     const message = issue.code === 'unrecognized_keys' ? 'unknown key' : issue.message;
     throw new CodecError('invalid', message, field);
   }

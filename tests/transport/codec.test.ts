@@ -82,6 +82,12 @@ describe('codec rejects bad input with a typed error', () => {
     expect(nested).toMatchObject({ code: 'invalid', field: 'sync.cardLast4' });
   });
 
+  it('an unknown key that does not read as a field name is not named (it may be a garbled personal value)', () => {
+    const err = codecError(() => decode(DeviceView, pack({ ...DEVICE_VIEW, 'Marisol sister +1 555': 1 })));
+    expect(err).toMatchObject({ code: 'invalid', field: '<key>' });
+    expect(err.message).not.toContain('Marisol');
+  });
+
   it('refuses to encode a device view carrying an unknown key', () => {
     const err = codecError(() => encode(DeviceView, { ...DEVICE_VIEW, customerName: 'Ada' } as DeviceView));
     expect(err).toMatchObject({ code: 'invalid', field: 'customerName' });
