@@ -10,7 +10,6 @@
 import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { deviceRevocationSubject } from '../auth/roles.ts';
 import { UserEvent, type UserEventType } from '../machines/events.ts';
 import { createUserMachine, type UserMachine } from '../machines/userMachine.ts';
 import { CodecError, decode, encode } from '../transport/codec.ts';
@@ -385,7 +384,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   /** @inheritdoc */
   devicesRemoved(userId: string, deviceIds: readonly string[]): void {
     // Core NATS: every callout replica hears it; one that is down has its sessions end within DEVICE_SESSION_S.
-    this.nc.publish(deviceRevocationSubject(this.topology, userId), encode(DeviceRevocation, { userId, devices: [...deviceIds] }));
+    this.nc.publish(this.topology.subjects.deviceRevocation(userId), encode(DeviceRevocation, { userId, devices: [...deviceIds] }));
   }
 
   /** @inheritdoc */

@@ -8,7 +8,7 @@
  *
  * Every node runs a replica: they share the requests (a queue group), and each remembers the
  * connections it admitted. The runtime publishes a revocation when a view drops devices
- * (`deviceRevocationSubject`); every replica hears it, deletes those devices' current token ids
+ * (`subjects.deviceRevocation`); every replica hears it, deletes those devices' current token ids
  * and kicks the connections it admitted for them (the server's kick API), so nothing new reaches
  * them and their reconnects are refused. A session ends after at most `DEVICE_SESSION_S` in any
  * case, and the device comes back through the callout.
@@ -24,12 +24,12 @@ import { decode } from '../transport/codec.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { readSecret, SECRET_FILES } from '../transport/credentials.ts';
 import { DeviceRevocation, type DeviceView } from '../transport/schemas.ts';
+import { AUTH_CALLOUT_SUBJECT, kickSubject } from '../transport/subjects.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
 import { Admissions, type AdmittedConnection } from './admissions.ts';
 import { DEVICES_ACCOUNT, devicePermissions, deviceUserName, sessionExpiry } from './devicePermissions.ts';
 import { DeviceTokenError, deviceTokenKey, deviceTokenKeys, verifyDeviceToken, type Device, type DeviceTokenClaims } from './deviceToken.ts';
-import { AUTH_CALLOUT_SUBJECT, deviceRevocationSubject, kickSubject } from './roles.ts';
 import { seedKeyPair } from '../transport/nkeySigning.ts';
 import { readJwt } from './signing.ts';
 
@@ -93,7 +93,7 @@ export class CalloutService {
     this.direct = direct;
     this.pruner = setInterval(() => this.admissions.prune(Date.now()), PRUNE_EVERY_MS).unref();
     nc.subscribe(AUTH_CALLOUT_SUBJECT, { queue: QUEUE, callback: (_err, m) => void this.authorize(m) });
-    nc.subscribe(deviceRevocationSubject(this.topology, '*'), { callback: (_err, m) => void this.revoke(m) });
+    nc.subscribe(this.topology.subjects.deviceRevocation('*'), { callback: (_err, m) => void this.revoke(m) });
   }
 
   /** Connects as the callout role and answers auth requests once the server has its subscriptions. */

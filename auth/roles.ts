@@ -12,6 +12,7 @@
  */
 import type { UserEventType } from '../machines/events.ts';
 import { inboxPrefix, ROLES, type Role } from '../transport/credentials.ts';
+import { AUTH_CALLOUT_SUBJECT, kickSubject } from '../transport/subjects.ts';
 import type { Topology } from '../transport/topology.ts';
 import { DEVICES_ACCOUNT } from './devicePermissions.ts';
 import { roleKeyVariable } from './secrets.ts';
@@ -47,18 +48,6 @@ export interface RolePermissions {
   allowResponses: boolean;
 }
 
-/** The subject the server sends the auth callout its requests on (in the callout's account, `APP`). */
-export const AUTH_CALLOUT_SUBJECT = '$SYS.REQ.USER.AUTH';
-
-/** The system account's kick service of one server (`*`: any), which closes a client connection by its id. */
-export function kickSubject(serverId: string): string {
-  return `$SYS.REQ.SERVER.${serverId}.KICK`;
-}
-
-/** The subject the runtime tells the callout service a user's devices changed on (core NATS). */
-export function deviceRevocationSubject(t: Topology, userId: string): string {
-  return t.subjects.control(`devices.${userId}`);
-}
 
 /** The JetStream API subjects that read one stream: info, message gets and ordered (ephemeral) consumers. */
 function readStream(stream: string): string[] {
@@ -120,7 +109,7 @@ export function rolePermissions(t: Topology): Record<Role, RolePermissions> {
     },
     callout: {
       publish: [`$JS.API.DIRECT.GET.${t.streams.views}.>`, `$JS.API.DIRECT.GET.${kvStream(t.buckets.deviceTokens)}.>`, `$KV.${t.buckets.deviceTokens}.>`, kickSubject('*')],
-      subscribe: [AUTH_CALLOUT_SUBJECT, deviceRevocationSubject(t, '*'), inbox('callout')],
+      subscribe: [AUTH_CALLOUT_SUBJECT, s.deviceRevocation('*'), inbox('callout')],
       allowResponses: true,
     },
     payments: service('payments'),

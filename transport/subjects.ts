@@ -55,6 +55,11 @@ export interface Subjects {
   alert(kind: string): string;
   /** `fm.ctl.<name>`: requests to runtime nodes (core NATS, not stored), e.g. `metrics`. */
   control(name: string): string;
+  /**
+   * `fm.ctl.devices.<userId>` (`*`: every user's): the runtime tells the auth callout that a user's
+   * view dropped devices (core NATS), so it kicks their connections and revokes their tokens.
+   */
+  deviceRevocation(userId: string): string;
   /** Wildcards for stream and consumer filters. */
   readonly all: {
     /** Every event subject of the lane as published (`fm.evt.*.*`): what its stream takes. */
@@ -74,6 +79,14 @@ export interface Subjects {
 
 const LANE_TOKEN: Readonly<Record<Lane, string>> = { normal: 'evt', crisis: 'crisis' };
 
+/** The subject the server sends the auth callout its requests on (NATS's own, in the callout's account). */
+export const AUTH_CALLOUT_SUBJECT = '$SYS.REQ.USER.AUTH';
+
+/** The system account's kick service of one server (`*`: any), which closes a client connection by its id (NATS's own). */
+export function kickSubject(serverId: string): string {
+  return `$SYS.REQ.SERVER.${serverId}.KICK`;
+}
+
 /** Builds the subjects for a prefix. */
 export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
   const event = (userId: string, type: UserEventType, lane = laneOf(type)) => `${prefix}.${LANE_TOKEN[lane]}.${userId}.${type}`;
@@ -88,6 +101,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
     alert: (kind) => `${prefix}.alert.${kind}`,
     control: (name) => `${prefix}.ctl.${name}`,
+    deviceRevocation: (userId) => `${prefix}.ctl.devices.${userId}`,
     all: {
       normal: `${prefix}.evt.*.*`,
       crisis: `${prefix}.crisis.*.*`,

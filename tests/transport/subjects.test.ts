@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSubjects, laneOf } from '../../transport/subjects.ts';
+import { AUTH_CALLOUT_SUBJECT, createSubjects, kickSubject, laneOf } from '../../transport/subjects.ts';
 
 describe('subjects', () => {
   const s = createSubjects();
@@ -9,6 +9,13 @@ describe('subjects', () => {
     expect(s.event('u1', 'crisis_resolved')).toBe('fm.crisis.u1.crisis_resolved');
     expect(s.event('u1', 'payment_failed')).toBe('fm.evt.u1.payment_failed');
     expect(laneOf('assessment_completed')).toBe('normal');
+  });
+
+  it('names the device revocations under control, and NATS’s own auth callout and kick subjects', () => {
+    expect(s.deviceRevocation('u1')).toBe('fm.ctl.devices.u1');
+    expect(createSubjects('st').deviceRevocation('*')).toBe('st.ctl.devices.*');
+    expect(AUTH_CALLOUT_SUBJECT).toBe('$SYS.REQ.USER.AUTH');
+    expect(kickSubject('NABC')).toBe('$SYS.REQ.SERVER.NABC.KICK');
   });
 
   it('parses what it builds, and nothing else', () => {
