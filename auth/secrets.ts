@@ -5,14 +5,14 @@
  */
 import { randomBytes, type webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createAccount, createUser, fromSeed } from '@nats-io/nkeys';
 // @peculiar/x509 resolves its parts through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { ROLES, SECRET_FILES, secretsDirFromEnv, type Role } from '../transport/credentials.ts';
+import { readSecret, ROLES, SECRET_FILES, secretsDirFromEnv, type Role } from '../transport/credentials.ts';
 
 x509.cryptoProvider.set(crypto);
 
@@ -63,15 +63,13 @@ async function makeMissingSecrets(dir: string): Promise<void> {
  * key and the certificate files; a value already in `env` wins (an operator's real certificate).
  * `FM_ALLOW_PLAIN` is `false` unless `env` says otherwise.
  */
-export async function serverEnv(env: NodeJS.ProcessEnv = process.env): Promise<Record<string, string>> {
+export function serverEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const dir = secretsDirFromEnv(env);
-  const read = async (file: string) => (await readFile(join(dir, file), 'utf8')).trim();
-  const publicKey = async (file: string) => fromSeed(new TextEncoder().encode(await read(file))).getPublicKey();
-  const keys = await Promise.all(ROLES.map(async (role) => [roleKeyVariable(role), await publicKey(SECRET_FILES.role(role))] as const));
+  const publicKey = (file: string) => fromSeed(new TextEncoder().encode(readSecret(file, env))).getPublicKey();
   return {
-    ...Object.fromEntries(keys),
-    FM_CALLOUT_ISSUER: await publicKey(SECRET_FILES.calloutIssuer),
-    FM_STORE_KEY: await read(SECRET_FILES.storeKey),
+    ...Object.fromEntries(ROLES.map((role) => [roleKeyVariable(role), publicKey(SECRET_FILES.role(role))])),
+    FM_CALLOUT_ISSUER: publicKey(SECRET_FILES.calloutIssuer),
+    FM_STORE_KEY: readSecret(SECRET_FILES.storeKey, env),
     FM_TLS_CERT: env.FM_TLS_CERT || join(dir, SECRET_FILES.serverCert),
     FM_TLS_KEY: env.FM_TLS_KEY || join(dir, SECRET_FILES.serverKey),
     FM_ALLOW_PLAIN: env.FM_ALLOW_PLAIN === 'true' ? 'true' : 'false',

@@ -16,7 +16,7 @@ import { assessmentCrisisLevel, type CrisisLevel } from '../machines/crisis.ts';
 import { UserEvent, type EmergencyContact, type SafetyPlan, type UserEventType } from '../machines/events.ts';
 import { scoreAssessment, type Instrument, type Score } from '../machines/scoring.ts';
 import { CodecError } from '../transport/codec.ts';
-import { isPermissionViolation } from '../transport/errors.ts';
+import { permissionViolation } from '../transport/errors.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 
@@ -142,7 +142,7 @@ export class FullmindPublisher {
     try {
       await publishEvent(this.js, this.topology.subjects, event, { retryForMs: this.retryForMs });
     } catch (err) {
-      const code = isPermissionViolation(err) ? 'forbidden' : 'unavailable';
+      const code = permissionViolation(err) ? 'forbidden' : 'unavailable';
       throw new PublishError(code, `NATS did not store ${event.type} ${event.id}: ${(err as Error).message}`, undefined, { cause: err });
     } finally {
       this.release();

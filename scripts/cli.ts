@@ -172,7 +172,7 @@ async function deviceToken(): Promise<number> {
 /** `server-env`: for an operator who starts nats-server by hand (`eval "$(npm run -s cli -- server-env)"`). */
 async function printServerEnv(): Promise<number> {
   if (args({}).positionals.length) return usage();
-  for (const [name, value] of Object.entries(await serverEnv())) console.log(`export ${name}=${shellQuote(value)}`);
+  for (const [name, value] of Object.entries(serverEnv())) console.log(`export ${name}=${shellQuote(value)}`);
   return 0;
 }
 

@@ -75,7 +75,7 @@ export async function startNatsProcess(options: NatsProcessOptions): Promise<Nat
   await ensureSecrets(secretsDirFromEnv(env));
   const child = spawn(await natsServerBinary(), args, {
     cwd: options.cwd,
-    env: { ...process.env, ...(await serverEnv(env)) },
+    env: { ...process.env, ...serverEnv(env) },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached,
   });

@@ -36,8 +36,11 @@ export function isClusterForming(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === NO_PEERS_FOR_PLACEMENT;
 }
 
-/** Whether the server refused `err`'s request because the connection's role may not send it (never worth a retry). */
-export function isPermissionViolation(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return true;
-  return false;
+/**
+ * The server's refusal behind `err` when the connection's role may not send or subscribe to what it
+ * tried (never worth a retry); nats.js may wrap it, so the causes are walked.
+ */
+export function permissionViolation(err: unknown): PermissionViolationError | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return e;
+  return undefined;
 }

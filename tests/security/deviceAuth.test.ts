@@ -22,6 +22,7 @@ import { DeviceActor } from '../../clients/deviceActor.ts';
 import { UserEvent } from '../../machines/events.ts';
 import { encode } from '../../transport/codec.ts';
 import { connectNats } from '../../transport/connection.ts';
+import { permissionViolation } from '../../transport/errors.ts';
 import { decodeDeviceView } from '../../transport/viewWire.ts';
 import { event, registerDevices } from '../support/events.ts';
 import { waitFor } from '../support/processes.ts';
@@ -56,12 +57,6 @@ function violations(nc: NatsConnection): PermissionViolationError[] {
   return seen;
 }
 
-/** The permission violation a failed request carries (nats.js may wrap it). */
-function violationOf(err: unknown): PermissionViolationError | undefined {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return e;
-  return undefined;
-}
-
 /** How many times the callout logged refusing a device for `reason` (of `userId`, when given). */
 function refusals(reason: string, userId?: string): number {
   return system().runtime.logs.filter((l) => l.msg === 'device refused' && l.reason === reason && (userId === undefined || l.userId === userId)).length;
@@ -81,19 +76,19 @@ describe('device credentials: only their own data', () => {
     expect(device.view?.devices).toEqual(['a1']);
 
     const subscribed = new Promise<Error>((resolve) => nc.subscribe(subjects.view(b), { callback: (err) => void (err && resolve(err)) }));
-    expect(violationOf(await subscribed)).toMatchObject({ operation: 'subscription', subject: subjects.view(b) });
+    expect(permissionViolation(await subscribed)).toMatchObject({ operation: 'subscription', subject: subjects.view(b) });
 
     const { direct } = await jetstreamManager(nc, { checkAPI: false });
-    const read = await direct.getMessage(streams.views, { last_by_subj: subjects.view(b) }).then(() => undefined, violationOf);
+    const read = await direct.getMessage(streams.views, { last_by_subj: subjects.view(b) }).then(() => undefined, permissionViolation);
     expect(read).toMatchObject({ operation: 'publish', subject: `$JS.API.DIRECT.GET.${streams.views}.${subjects.view(b)}` });
 
     const js = jetstream(nc, { checkAPI: false });
     const payment = event(a, 'subscription_activated', { subscriptionId: 'sub_forged', tier: 'premium' });
-    const paid = await js.publish(subjects.event(a, payment.type), encode(UserEvent, payment)).then(() => undefined, violationOf);
+    const paid = await js.publish(subjects.event(a, payment.type), encode(UserEvent, payment)).then(() => undefined, permissionViolation);
     expect(paid).toMatchObject({ operation: 'publish', subject: subjects.event(a, 'subscription_activated') });
 
     const press = event(b, 'crisis_button', { deviceId: 'a1' });
-    const pressed = await js.publish(subjects.event(b, press.type), encode(UserEvent, press)).then(() => undefined, violationOf);
+    const pressed = await js.publish(subjects.event(b, press.type), encode(UserEvent, press)).then(() => undefined, permissionViolation);
     expect(pressed).toMatchObject({ operation: 'publish', subject: subjects.event(b, 'crisis_button') });
 
     // Each attempt was reported on the connection, which stays up.
