@@ -13,7 +13,7 @@ import { Fifo } from './fifo.ts';
 /** A decoded, valid event from a lane, waiting to be applied by its user. */
 export interface Delivery {
   lane: Lane;
-  /** Stream sequence in its lane (a user records the highest it applied; its event id decides duplicates). */
+  /** Stream sequence in its lane: a user records the highest it applied, which decides redeliveries. */
   seq: number;
   event: UserEvent;
   /**
@@ -21,10 +21,11 @@ export interface Delivery {
    * (views out, record not saved), which the user must check before it publishes again.
    */
   redelivered: boolean;
-  /** Acknowledges the message: called only once its effects are durable. */
+  /**
+   * Acknowledges the message: called only once its effects are durable. There is no nak: a message
+   * given back would come again behind newer ones; it is left for a replay of its partition instead.
+   */
   ack(): void;
-  /** Returns the message for redelivery (e.g. the user's state was fenced). */
-  nak(): void;
 }
 
 /** Hands deliveries to users, crisis first. */

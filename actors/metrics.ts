@@ -48,10 +48,12 @@ const COUNTERS = {
   commits: ['fm_commits_total', 'Commits (views, audit, record, acknowledgements)'],
   viewsPublished: ['fm_views_published_total', 'Device views published'],
   fenced: ['fm_fenced_commits_total', 'Record writes refused because another owner wrote first'],
+  supersededViews: ['fm_superseded_views_total', 'Views not stored because a newer owner had stored a newer one'],
   orphanedViews: ['fm_orphaned_views_total', 'Users whose devices held views a crashed or fenced owner never recorded'],
   alerts: ['fm_alerts_total', 'Seed budget overruns raised as alerts'],
   partitionsTaken: ['fm_partitions_taken_total', 'Partitions this node took over'],
   partitionsHandedOver: ['fm_partitions_handed_over_total', 'Partitions this node handed to another'],
+  replays: ['fm_partition_replays_total', 'Partition lanes replayed from their ack floor (deliveries out of stream order, or a fenced commit)'],
 } as const;
 
 /** Gauges of the snapshot, and the Prometheus gauge each one is exposed as. */
@@ -82,10 +84,12 @@ export class RuntimeMetrics implements Counts {
   commits = 0;
   viewsPublished = 0;
   fenced = 0;
+  supersededViews = 0;
   orphanedViews = 0;
   alerts = 0;
   partitionsTaken = 0;
   partitionsHandedOver = 0;
+  replays = 0;
   residents = 0;
   residentsPeak = 0;
   partitionsHeld = 0;
@@ -162,10 +166,12 @@ export class RuntimeMetrics implements Counts {
       commits: this.commits,
       viewsPublished: this.viewsPublished,
       fenced: this.fenced,
+      supersededViews: this.supersededViews,
       orphanedViews: this.orphanedViews,
       alerts: this.alerts,
       partitionsTaken: this.partitionsTaken,
       partitionsHandedOver: this.partitionsHandedOver,
+      replays: this.replays,
       residents: this.residents,
       residentsPeak: this.residentsPeak,
       partitionsHeld: this.partitionsHeld,

@@ -22,6 +22,7 @@ import { createTopology, provision, type Topology } from '../transport/topology.
 import { AdaptiveLimit } from './admission.ts';
 import type { RuntimeConfig } from './config.ts';
 import { CrisisRateLimit } from './crisisRateLimit.ts';
+import type { OrderBreak } from './deliveryOrder.ts';
 import { Fifo } from './fifo.ts';
 import { LaneScheduler, type Delivery } from './laneScheduler.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -41,6 +42,9 @@ import { UserStore } from './userStore.ts';
  */
 const FREEZE_EVERY_MS = 50;
 const FREEZE_BUDGET_MS = 5;
+
+/** A partition lane's key in the node's sets. */
+const laneKey = (lane: Lane, partition: number) => `${lane}.${partition}`;
 
 /** A running runtime node. */
 export class RuntimeNode implements ActorHost, PartitionSink {
@@ -64,6 +68,10 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   private readonly held = new Map<number, PartitionConsumer[]>();
   /** Partitions being handed over: their deliveries go back to the lane. */
   private readonly releasing = new Set<number>();
+  /** Partition lanes being replayed (`laneKey`), until their new session consumes. */
+  private readonly replaying = new Map<string, Promise<unknown>>();
+  /** Partition lanes whose deliveries go back to the lane until their replay's new session: what came before it. */
+  private readonly paused = new Set<string>();
   private controls: Subscription[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private freezer: NodeJS.Timeout | undefined;
@@ -232,14 +240,9 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    */
   private async leave(partition: number, handOver: boolean): Promise<void> {
     this.releasing.add(partition);
+    await Promise.all((['crisis', 'normal'] as const).map((lane) => this.replaying.get(laneKey(lane, partition))));
     const consumers = this.held.get(partition) ?? [];
-    await Promise.all(consumers.map((c) => c.stop()));
-    const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
-    // Not nak'ed: left unacknowledged, they come again from the next holder's reset to the ack
-    // floor, in stream order. A nak would send them ahead of that replay, out of order.
-    this.scheduler.drop((d) => inPartition(d.event.userId));
-    const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
-    for (const a of actors) a.surrender();
+    const actors = await this.stopServing(partition, consumers);
     if (handOver) {
       const deadline = Date.now() + this.config.stopGraceMs;
       while (actors.some((a) => !a.idle) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -250,6 +253,68 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.held.delete(partition);
     this.releasing.delete(partition);
     this.metrics.partitionsHeld = this.held.size;
+  }
+
+  /**
+   * Stops some of a partition's lane consumers and gives back what of theirs was not applied yet:
+   * the waiting deliveries and what its users have not started. Returns the partition's users.
+   */
+  private async stopServing(partition: number, consumers: readonly PartitionConsumer[]): Promise<UserActor[]> {
+    await Promise.all(consumers.map((c) => c.stop()));
+    const lanes = new Set(consumers.map((c) => c.lane));
+    const inPartition = (userId: string) => partitionOf(userId, this.topology.options.partitions) === partition;
+    // Not nak'ed: left unacknowledged, they come again from the next session's reset to the ack
+    // floor, in stream order. A nak would send them ahead of that replay, out of order.
+    this.scheduler.drop((d) => lanes.has(d.lane) && inPartition(d.event.userId));
+    const actors = [...this.residents.values()].filter((a) => inPartition(a.userId));
+    for (const a of actors) a.surrender(lanes);
+    return actors;
+  }
+
+  /**
+   * Replays a lane of a partition this node holds from its ack floor, in stream order: its
+   * deliveries stopped being the stream's order (a delivery lost in flight, a redelivery), or a
+   * user's commit was fenced while the node still holds the partition. Users keep what they
+   * applied; what comes again that they applied is skipped by its sequence. A replay that cannot
+   * start (no leader just now) lets the partition go: the next tick takes it again, from the ack floor.
+   */
+  private replay(partition: number, lane: Lane, why: object): void {
+    const key = laneKey(lane, partition);
+    const consumer = this.held.get(partition)?.find((c) => c.lane === lane);
+    if (!consumer || this.releasing.has(partition) || this.replaying.has(key) || this.stopRequested) return;
+    // At once: from now on none of the lane's deliveries reaches a user until the new session.
+    this.paused.add(key);
+    this.metrics.replays++;
+    this.log.warn({ partition, lane, ...why }, 'partition lane replayed from its ack floor');
+    const restart = async () => {
+      await this.stopServing(partition, [consumer]);
+      this.paused.delete(key);
+      if (!this.releasing.has(partition)) await consumer.start(this.config.normalYieldEvery);
+    };
+    const run = restart().then(
+      () => this.replaying.delete(key),
+      (err: Error) => {
+        this.log.warn({ partition, lane, err: (err as Error).message }, 'partition lane not replayed: the partition is let go');
+        this.paused.delete(key);
+        this.replaying.delete(key);
+        void this.drop(partition);
+      },
+    );
+    this.replaying.set(key, run);
+  }
+
+  /** @inheritdoc */
+  outOfOrder(lane: Lane, partition: number, why: OrderBreak): void {
+    this.replay(partition, lane, { why });
+  }
+
+  /** @inheritdoc */
+  fenced(userId: string): void {
+    const partition = partitionOf(userId, this.topology.options.partitions);
+    if (!this.held.has(partition)) return;
+    // Another live node holds it: this one is the stale owner, and lets it go.
+    if (this.membership.heldElsewhere(this.membership.live()).has(partition)) void this.drop(partition);
+    else for (const lane of ['crisis', 'normal'] as const) this.replay(partition, lane, { fencedUser: userId });
   }
 
   /** Validates a message and hands it on, or dead-letters it without holding up the lane. */
@@ -274,7 +339,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       m.ack();
       return;
     }
-    this.scheduler.submit({ lane, seq: m.seq, event, redelivered, ack: () => m.ack(), nak: () => m.nak() });
+    this.scheduler.submit({ lane, seq: m.seq, event, redelivered, ack: () => m.ack() });
   }
 
   /** A crisis-lane message over its user's rate limit: a dead letter, logged once per run of them. */
@@ -293,9 +358,10 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     const subject = parsed ? this.topology.subjects.event(parsed.userId, parsed.type as UserEventType, parsed.lane) : m.subject;
     // Its id is its place in the lane: a message delivered again (its ack wait passed, or its
     // partition moved before the ack) is one dead letter, not two (found by fuzzing).
+    // Not stored only when the node stops: then left unacknowledged for the next holder's replay.
     this.storeDeadLetter(reason, detail, subject, m.data, { seq: m.seq }, `dlq/${m.info.stream}/${m.seq}`).then(
       () => m.ack(),
-      () => m.nak(),
+      () => undefined,
     );
   }
 
@@ -351,8 +417,9 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    */
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
-    if (this.releasing.size > 0 && this.releasing.has(partitionOf(userId, this.topology.options.partitions))) {
-      // Left unacknowledged for the next holder's replay (see leave).
+    const partition = partitionOf(userId, this.topology.options.partitions);
+    if (this.releasing.has(partition) || (this.paused.size > 0 && this.paused.has(laneKey(d.lane, partition)))) {
+      // Left unacknowledged for the next holder's or session's replay (see leave, replay).
       this.scheduler.release(d);
       return;
     }

@@ -11,7 +11,7 @@ import { encode } from '../transport/codec.ts';
 import { Alert, AuditRecord, DeadLetter, type DeviceView } from '../transport/schemas.ts';
 import type { StreamWriter } from '../transport/streamWriter.ts';
 import type { Topology } from '../transport/topology.ts';
-import { lastView } from '../transport/viewStore.ts';
+import { storedView, type StoredView } from '../transport/viewStore.ts';
 import { encodeDeviceView } from '../transport/viewWire.ts';
 
 /** Publishes the runtime's output. */
@@ -31,22 +31,31 @@ export class Publisher {
   }
 
   /**
-   * Stores the user's view as its last value; the same publish reaches the user's connected
-   * devices through core NATS. Resolves once stored.
+   * Stores the user's view as its last value, in place of the stored one at `over` (its sequence, 0:
+   * none); the same publish reaches the user's connected devices through core NATS. Resolves with
+   * the stored view's sequence once stored; rejects (`isWrongLastSequence`) when another view was
+   * stored since `over` was read. `over` undefined: replaces whatever is stored.
    */
-  async view(view: DeviceView, compress: boolean): Promise<void> {
+  async view(view: DeviceView, compress: boolean, over: number | undefined): Promise<number> {
     const { data, headers } = encodeDeviceView(view, compress);
-    await this.writer.publish(this.topology.subjects.view(view.userId), data, headers && { headers });
+    const expect = over === undefined ? undefined : { lastSubjectSequence: over };
+    const ack = await this.writer.publish(this.topology.subjects.view(view.userId), data, { headers, expect });
+    return ack.seq;
   }
 
   /**
-   * The view last stored for a user (`null`: none, or one this runtime cannot read). A runtime that
-   * crashed between publishing a view and saving the user's record (one that published first, as
-   * this one did before it ran on several nodes) left a view newer than the record: the next owner
-   * must not reuse its version.
+   * The view last stored for a user, with its sequence (`null`: none), by direct get. A runtime
+   * that crashed between publishing a view and saving the user's record (one that published first,
+   * as this one did before it ran on several nodes) left a view newer than the record: the next
+   * owner must not reuse its version.
    */
-  lastView(userId: string): Promise<DeviceView | null> {
-    return lastView(this.jsm.direct, this.topology, userId);
+  storedView(userId: string): Promise<StoredView | null> {
+    return storedView(this.jsm.direct, this.topology, userId);
+  }
+
+  /** The same from the views stream's leader: what a refused replacement found there, never a follower's older copy. */
+  storedViewAtLeader(userId: string): Promise<StoredView | null> {
+    return storedView(this.jsm.streams, this.topology, userId);
   }
 
   /** Appends audit records; each is stored once however often it is published. */

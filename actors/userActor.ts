@@ -12,7 +12,8 @@ import type { UserEvent } from '../machines/events.ts';
 import { applySafetyEvent, EMPTY_SAFETY, type SafetyContent } from '../machines/safety.ts';
 import type { UserMachine, UserSnapshot } from '../machines/userMachine.ts';
 import { applyEvent, createUserState, fromPersisted, toPersisted, type UserState } from '../machines/userState.ts';
-import type { AuditRecord } from '../transport/schemas.ts';
+import { isWrongLastSequence } from '../transport/errors.ts';
+import type { AuditRecord, DeviceView } from '../transport/schemas.ts';
 import type { Lane } from '../transport/subjects.ts';
 import { deviceViewOf, planCommit, type Committed } from './commitPlan.ts';
 import type { RuntimeConfig } from './config.ts';
@@ -48,6 +49,8 @@ export interface ActorHost extends RetryHost {
   devicesRemoved(userId: string, deviceIds: readonly string[]): void;
   /** The actor stopped (fenced, or could not load): the node forgets it. */
   evict(actor: UserActor): void;
+  /** A commit of this user was fenced: another owner wrote its record. What the actor held comes again in order. */
+  fenced(userId: string): void;
   /** The actor has nothing queued, uncommitted or running: it may be passivated now. */
   settled(actor: UserActor): void;
 }
@@ -84,6 +87,8 @@ export class UserActor {
   private state: UserState | undefined;
   private safety: SafetyContent = EMPTY_SAFETY;
   private viewVersion = 0;
+  /** Sequence of the user's stored view in the views stream, as the actor last knew it; unknown since activation. */
+  private viewSeq: number | undefined;
   private lastSeq: Record<Lane, number> = NO_SEQ;
   private revision = 0;
   /** What the devices were last told, without its view (derived once per commit, not kept); while `ready`. */
@@ -130,16 +135,18 @@ export class UserActor {
   }
 
   /**
-   * The user's partition is being handed over: what it has not started goes back to the lane, and
-   * what it applied is committed now instead of after a coalescing window.
+   * The user's partition (these of its lanes) is being handed over or replayed: what it has not
+   * started of them goes back to the lane, and what it applied is committed now instead of after a
+   * coalescing window.
    */
-  surrender(): void {
+  surrender(lanes: ReadonlySet<Lane>): void {
     const work = this.work;
     if (work) {
-      // Left unacknowledged: the next holder's reset to the ack floor delivers them again, in order.
-      for (const d of [...work.crisis, ...work.normal]) this.host.release(d);
-      work.crisis = [];
-      work.normal = [];
+      // Left unacknowledged: the next session's reset to the ack floor delivers them again, in order.
+      for (const lane of lanes) {
+        for (const d of work[lane]) this.host.release(d);
+        work[lane] = [];
+      }
     }
     if (this.parked) {
       clearTimeout(this.parked);
@@ -233,11 +240,14 @@ export class UserActor {
   private apply(work: Work, d: Delivery): void {
     const { metrics } = this.host;
     work.batch.push(d);
-    // Its id decides whether it is a duplicate (applyEvent keeps the last 32), not its sequence: a
-    // delivery given back (nak'ed) after later ones of the user went through arrives below the
-    // highest sequence applied without ever having been applied, and skipping it by sequence lost
-    // it (chaos test under CPU starvation). The billing ledger places a late payment where it belongs.
-    if (d.seq > this.lastSeq[d.lane]) this.lastSeq = { ...this.lastSeq, [d.lane]: d.seq };
+    // Deliveries come in stream order (partitionConsumer.ts), so its sequence decides exactly whether
+    // the user applied it: a delivery at or below the last applied one is a redelivery (a replay, or
+    // a crash before the acknowledgement). Event ids only catch the same event published again.
+    if (d.seq <= this.lastSeq[d.lane]) {
+      metrics.duplicates++;
+      return;
+    }
+    this.lastSeq = { ...this.lastSeq, [d.lane]: d.seq };
     const before = this.state!.snapshot;
     let result: ReturnType<typeof applyEvent>;
     try {
@@ -270,6 +280,8 @@ export class UserActor {
         to: regions(after),
         crisisLevel: levelAfter,
         viewVersion: null,
+        lane: d.lane,
+        seq: d.seq,
       });
     }
   }
@@ -311,8 +323,7 @@ export class UserActor {
       viewVersion: this.viewVersion,
       lastSeq: this.lastSeq,
       audits: work.audits,
-      // Only a batch holding a redelivery can follow a crash or a fence: only those pay for the read.
-      stored: batch.some((d) => d.redelivered) ? await this.retry('read last view', () => output.publisher.lastView(this.userId)) : undefined,
+      stored: await this.readStoredView(batch, output.publisher),
       unfinished: this.unfinished,
       crisisLines: this.host.config.crisisLines,
     });
@@ -355,14 +366,49 @@ export class UserActor {
     metrics.commits++;
   }
 
+  /**
+   * The user's stored view, read when the batch may follow a crash or a fence (it holds a
+   * redelivery: only those pay for the read) or when the actor does not know the stored view's
+   * sequence yet (its first commit since activation), which its view publish replaces.
+   */
+  private async readStoredView(batch: readonly Delivery[], publisher: Publisher): Promise<DeviceView | null | undefined> {
+    if (this.viewSeq !== undefined && !batch.some((d) => d.redelivered)) return undefined;
+    const stored = await this.retry('read last view', () => publisher.storedView(this.userId));
+    this.viewSeq = stored?.seq ?? 0;
+    return stored ? stored.view : null;
+  }
+
   /** Publishes a commit's output: the view at `version` (when it goes out) and the audit records. */
   private async publish(publisher: Publisher, out: Outbox, version: number, shown: Shown): Promise<void> {
     const { crisisLines, delivery } = this.host.config;
     await Promise.all([
       out.view &&
-        publisher.view(deviceViewOf(this.userId, shown.devices, version, shown.view, shown.safety, crisisLines, Date.now()), compressView(shown.view, delivery)),
+        this.replaceView(publisher, deviceViewOf(this.userId, shown.devices, version, shown.view, shown.safety, crisisLines, Date.now()), compressView(shown.view, delivery)),
       publisher.audit(out.audits),
     ]);
+  }
+
+  /**
+   * Stores the view over the one the actor knows is stored, never over a newer one: an owner that
+   * lost the user between its record's save and this publish (paused past its partition's move)
+   * would otherwise leave the stored view older than the new owner's. Refused, it reads what is
+   * stored from the stream's leader and replaces it only when its own view is newer.
+   */
+  private async replaceView(publisher: Publisher, view: DeviceView, compress: boolean): Promise<void> {
+    for (;;) {
+      try {
+        this.viewSeq = await publisher.view(view, compress, this.viewSeq);
+        return;
+      } catch (err) {
+        if (!isWrongLastSequence(err)) throw err;
+      }
+      const stored = await publisher.storedViewAtLeader(this.userId);
+      this.viewSeq = stored?.seq ?? 0;
+      if (stored?.view && stored.view.version >= view.version) {
+        this.host.metrics.supersededViews++;
+        return;
+      }
+    }
   }
 
   /** {@link retry} for this actor: its stop cancels it. */
@@ -401,25 +447,32 @@ export class UserActor {
 
   /**
    * Stops after a fence, the node's stop or a terminal error. After a fence or the node's stop,
-   * everything not yet durable goes back for redelivery (to the new owner, or the next run). A
-   * terminal error would fail the same way on every redelivery: those events become dead letters.
+   * everything not yet durable is left unacknowledged, never nak'ed (a nak comes back behind newer
+   * events): the next session of the partition replays it in stream order, on this node after a
+   * fence (the actor that takes the user over loads the record the fence found) or on the next
+   * owner. A terminal error would fail the same way on every redelivery: those events become dead
+   * letters.
    */
   private stop(err: Error): void {
     this.status = 'stopped';
     this.cancel.abort(err);
     clearTimeout(this.parked);
     const { metrics, log } = this.host;
-    const redeliver = err instanceof FencedError || this.host.signal.aborted;
-    if (err instanceof FencedError) metrics.fenced++;
+    const fenced = err instanceof FencedError;
+    const redeliver = fenced || this.host.signal.aborted;
+    if (fenced) metrics.fenced++;
     log[redeliver ? 'warn' : 'error']({ userId: this.userId, err: err.message }, 'user actor stopped');
+    // In this order: the replay holds the user's later deliveries back first, and the node forgets
+    // this actor before anything is released, or a released slot would hand the next delivery to it.
+    if (fenced) this.host.fenced(this.userId);
+    this.host.evict(this);
     const work = this.work;
     this.work = undefined;
     for (const d of work ? [...work.batch, ...work.crisis, ...work.normal] : []) {
-      if (redeliver) d.nak();
-      else this.host.deadLetterEvent(d.event, `not committed: ${err.message}`).then(() => d.ack(), () => d.nak());
+      // A dead letter not stored means the node is stopping: the message waits for its next run.
+      if (!redeliver) this.host.deadLetterEvent(d.event, `not committed: ${err.message}`).then(() => d.ack(), () => undefined);
       this.host.release(d);
     }
-    this.host.evict(this);
   }
 }
 

@@ -3,8 +3,8 @@
  * A node that lost a partition (or a second process serving the same user) gets {@link FencedError}
  * instead of overwriting the newer owner's state.
  */
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { isWrongLastSequence } from '../transport/errors.ts';
 import type { StreamWriter } from '../transport/streamWriter.ts';
 import { kvKeySubject } from '../transport/topology.ts';
 import { decodeUserRecord, encodeUserRecord, type UserRecord } from './userRecord.ts';
@@ -67,11 +67,4 @@ export class UserStore {
       throw new FencedError(userId);
     }
   }
-}
-
-function isWrongLastSequence(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }

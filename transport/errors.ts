@@ -7,7 +7,7 @@
  * not enabled"), with the no-responders error as its cause. Everything else is terminal: a refused
  * request (size, permission, a wrong sequence), a closed or draining connection, a codec error.
  */
-import { JetStreamApiError } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { NoRespondersError, PermissionViolationError, TimeoutError } from '@nats-io/transport-node';
 import { ReplyLostError } from './streamWriter.ts';
 
@@ -43,4 +43,15 @@ export function isClusterForming(err: unknown): boolean {
 export function permissionViolation(err: unknown): PermissionViolationError | undefined {
   for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof PermissionViolationError) return e;
   return undefined;
+}
+
+/**
+ * Whether a publish was refused because its subject's (or stream's) last sequence was not the one it
+ * expected: someone else stored a message there since it was read. Fencing, not a failure to retry.
+ */
+export function isWrongLastSequence(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }

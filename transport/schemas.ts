@@ -20,6 +20,7 @@ import {
 } from '../machines/events.ts';
 import { ALL_FEATURES, SUBSCRIPTION_STATES, SYNC_PRIORITIES } from '../machines/features.ts';
 import { MAX_DEVICES } from '../machines/userMachine.ts';
+import type { Lane } from './subjects.ts';
 
 const Feature = z.enum(ALL_FEATURES);
 const SubscriptionState = z.enum(SUBSCRIPTION_STATES);
@@ -87,6 +88,12 @@ export const AuditRecord = z.strictObject({
   crisisLevel: z.enum(CRISIS_LEVELS).nullable(),
   /** View version published for this transition, if the view changed. */
   viewVersion: z.number().int().positive().nullable(),
+  /**
+   * The lane the event came down and its sequence there: a user's records of one lane follow the
+   * lane's order (what the nemesis run checks). Absent from records written before they were kept.
+   */
+  lane: z.enum(['normal', 'crisis'] satisfies Lane[]).optional(),
+  seq: z.number().int().positive().optional(),
 });
 
 /**

@@ -9,7 +9,7 @@ import { event } from '../support/events.ts';
 
 function delivery(lane: Delivery['lane'], seq: number): Delivery {
   const e = lane === 'crisis' ? event(`u${seq}`, 'crisis_button', {}) : event(`u${seq}`, 'trial_ended', { at: 0 });
-  return { lane, seq, event: e, redelivered: false, ack: () => {}, nak: () => {} };
+  return { lane, seq, event: e, redelivered: false, ack: () => {} };
 }
 
 describe('lane scheduler', () => {

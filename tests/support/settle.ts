@@ -43,14 +43,14 @@ export async function laneTotals(client: TestClient, lane: Lane): Promise<LaneTo
  * views, audit records, dead letters and user record of its commit are stored (a batch held for
  * coalescing, or refused by a fence, stays unacknowledged), so nothing it holds can publish more.
  */
-export async function lanesSettled(client: TestClient): Promise<void> {
+export async function lanesSettled(client: TestClient, timeoutMs?: number): Promise<void> {
   await waitFor(async () => {
     for (const lane of ['normal', 'crisis'] as const) {
       const { pending, ackPending } = await laneTotals(client, lane);
       if (pending || ackPending) return false;
     }
     return true;
-  }, 'both lanes to have nothing pending or unacknowledged');
+  }, 'both lanes to have nothing pending or unacknowledged', timeoutMs);
 }
 
 /**
