@@ -10,6 +10,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Worker processes, not threads: tests spawn and signal nats-server children of their own.
     pool: "forks",
+    // One file at a time, on any machine: an integration file starts servers, runtime nodes and
+    // device processes of its own, and two heavy files side by side on two cores starve each other
+    // (the crash test timed out beside the cluster tests). Vitest's default would be cores − 1.
+    fileParallelism: false,
     reporters: ["default", "json"],
     outputFile: { json: "test-results/vitest.json" },
   },

@@ -294,7 +294,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     const run = restart().then(
       () => this.replaying.delete(key),
       (err: Error) => {
-        this.log.warn({ partition, lane, err: (err as Error).message }, 'partition lane not replayed: the partition is let go');
+        this.log.warn({ partition, lane, err: err.message }, 'partition lane not replayed: the partition is let go');
         this.paused.delete(key);
         this.replaying.delete(key);
         void this.drop(partition);
@@ -417,8 +417,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    */
   private dispatch(d: Delivery): void {
     const { userId } = d.event;
-    const partition = partitionOf(userId, this.topology.options.partitions);
-    if (this.releasing.has(partition) || (this.paused.size > 0 && this.paused.has(laneKey(d.lane, partition)))) {
+    if ((this.releasing.size > 0 || this.paused.size > 0) && this.heldBack(d)) {
       // Left unacknowledged for the next holder's or session's replay (see leave, replay).
       this.scheduler.release(d);
       return;
@@ -434,6 +433,12 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     this.residents.set(userId, actor);
     this.countResidents();
     actor.enqueue(d);
+  }
+
+  /** Whether a delivery's partition is being left, or its lane replayed: it waits for that replay. */
+  private heldBack(d: Delivery): boolean {
+    const partition = partitionOf(d.event.userId, this.topology.options.partitions);
+    return this.releasing.has(partition) || this.paused.has(laneKey(d.lane, partition));
   }
 
   /** @inheritdoc */
