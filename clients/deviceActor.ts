@@ -8,11 +8,14 @@
  * fan-out. On start and after every reconnect it subscribes first, then reads the last stored view
  * by direct get (and once more a second later, for a cluster's sake: {@link CATCH_UP_AGAIN_MS}), so
  * a view stored while it was away (or while the subscription was being made) is applied once, and an
- * offline device costs the server nothing.
+ * offline device costs the server nothing. It checks that its server answers as often as its sync
+ * policy says (every second in crisis), and moves to another server when it does not, so a crisis
+ * view is not kept from it by a server that died or was cut off.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, type DirectStreamAPI, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { SyncFrequency } from '../machines/features.ts';
 import { onReconnect } from '../transport/connection.ts';
 import { isTransient } from '../transport/errors.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';
@@ -50,6 +53,18 @@ const CATCH_UP_RETRY_MS = { first: 50, max: 1_000 };
  */
 const CATCH_UP_AGAIN_MS = 1_000;
 
+/** How long one attempt to store a crisis press waits before the device tries again through another server. */
+const PRESS_ATTEMPT_MS = 1_000;
+
+/**
+ * How often a device asks its server for a PONG, by the sync frequency of the view it holds (DESIGN
+ * §12: 1 s realtime, 30 s background), and how long it waits for one: a server that does not
+ * answer (the path to it cut, the server stopped) is left for another at once, instead of after
+ * the client's two missed pings minutes apart. A device in crisis is realtime.
+ */
+const SERVER_CHECK_MS: Readonly<Record<SyncFrequency | 'none', number>> = { realtime: 1_000, frequent: 5_000, standard: 10_000, background: 30_000, none: 30_000 };
+const SERVER_ANSWER_MS = 2_000;
+
 /** One device of one user. */
 export class DeviceActor {
   readonly userId: string;
@@ -65,6 +80,7 @@ export class DeviceActor {
   private stopped = false;
   private readonly unwatch: () => void;
   private again: NodeJS.Timeout | undefined;
+  private serverCheck: NodeJS.Timeout | undefined;
   private catchingUp: Promise<void> = Promise.resolve();
 
   private constructor(options: DeviceActorOptions, direct: DirectStreamAPI) {
@@ -99,7 +115,30 @@ export class DeviceActor {
     await options.nc.flush();
     await actor.catchUp(true);
     actor.catchUpAgain();
+    actor.checkServerLater();
     return actor;
+  }
+
+  /** The next check that the server answers, as often as the held view's sync frequency says. */
+  private checkServerLater(): void {
+    if (this.stopped) return;
+    const every = SERVER_CHECK_MS[this.held?.sync.frequency ?? 'none'];
+    this.serverCheck = setTimeout(() => void this.checkServer().finally(() => this.checkServerLater()), every);
+  }
+
+  /** Moves the connection to another server when its own does not answer a PING within {@link SERVER_ANSWER_MS}. */
+  private async checkServer(): Promise<void> {
+    const { nc } = this.options;
+    if (this.stopped || nc.isClosed()) return;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), SERVER_ANSWER_MS)));
+    const answered = nc.rtt().then(
+      () => false,
+      () => false,
+    );
+    const noAnswer = await Promise.race([answered, silent]);
+    clearTimeout(timer);
+    if (noAnswer && !this.stopped) await nc.reconnect().catch(() => undefined);
   }
 
   /** The view the device holds now. */
@@ -109,10 +148,22 @@ export class DeviceActor {
 
   /**
    * The user pressed the crisis button on this device: a `crisis_button` event on its own user's
-   * crisis lane, the one event a device may publish. Resolves once JetStream stored it.
+   * crisis lane, the one event a device may publish. Resolves once JetStream stored it; until then
+   * it is sent again (the same event: stored once), each attempt waiting {@link PRESS_ATTEMPT_MS}.
+   * An attempt that fails for want of an answer moves the connection to another server first: the
+   * device's server may be cut off from the rest of the cluster, answering pings while nothing
+   * behind it stores anything. Rejects only on a terminal failure, or when the actor stops.
    */
-  crisisButton(): Promise<PubAck> {
-    return publishEvent(this.js, this.topology.subjects, { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId });
+  async crisisButton(): Promise<PubAck> {
+    const event = { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId } as const;
+    for (;;) {
+      try {
+        return await publishEvent(this.js, this.topology.subjects, event, { timeoutMs: PRESS_ATTEMPT_MS });
+      } catch (err) {
+        if (!isTransient(err) || this.stopped) throw err;
+      }
+      await this.options.nc.reconnect().catch(() => undefined);
+    }
   }
 
   /** Applies a view if it is newer and lists this device; stops when a newer view no longer lists it. */
@@ -167,6 +218,7 @@ export class DeviceActor {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.again);
+    clearTimeout(this.serverCheck);
     this.unwatch();
     this.subscription?.unsubscribe();
     this.subscription = undefined;

@@ -18,6 +18,8 @@ import type { Subjects } from './subjects.ts';
 export interface PublishEventOptions {
   /** How long transient failures are retried before the last one is thrown. @default 0 (not retried) */
   retryForMs?: number;
+  /** How long one attempt waits for JetStream's acknowledgement. @default nats.js's (5 s) */
+  timeoutMs?: number;
 }
 
 /** Validates and publishes one event; resolves once JetStream stored it (or knew it already). */
@@ -27,7 +29,7 @@ export async function publishEvent(js: JetStreamClient, subjects: Subjects, even
   const giveUpAt = Date.now() + (options.retryForMs ?? 0);
   for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
     try {
-      return await js.publish(subject, data, { msgID: event.id });
+      return await js.publish(subject, data, { msgID: event.id, timeout: options.timeoutMs });
     } catch (err) {
       if (!isTransient(err) || Date.now() + delayMs > giveUpAt) throw err;
       await sleep(delayMs);
