@@ -224,8 +224,14 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   /** @inheritdoc */
   lost(partition: number): void {
     if (!this.held.has(partition) || this.releasing.has(partition)) return;
-    this.log.warn({ partition }, 'partition lost to another client');
-    void this.drop(partition);
+    if (this.membership.heldElsewhere(this.membership.live()).has(partition)) {
+      this.log.warn({ partition }, 'partition lost to another client');
+      void this.drop(partition);
+      return;
+    }
+    // No live node claims it: the consumer's new leader (a server restarted, or was cut off) does
+    // not know this node's pin. Taken back at once, from the ack floor, instead of left for a tick.
+    for (const lane of ['crisis', 'normal'] as const) this.replay(partition, lane, { pinLost: true });
   }
 
   /** Forgets a partition at once (lost, or not taken): what its users have not started goes back to the lane. */

@@ -22,7 +22,7 @@ import { DeliveryOrder, type OrderBreak } from './deliveryOrder.ts';
 export interface PartitionSink {
   /** A message from the lane, in stream order; `redelivered` when it may have been partly processed before (by any holder). */
   receive(lane: Lane, m: JsMsg, redelivered: boolean): void;
-  /** The server gave the partition to another client (this node paused past its pin, or was unpinned). */
+  /** The server unpinned this node: another client took the partition, or the consumer's new leader does not know the pin. */
   lost(partition: number): void;
   /** The lane's deliveries are no longer its stream order: nothing more of this session is received. */
   outOfOrder(lane: Lane, partition: number, why: OrderBreak): void;
