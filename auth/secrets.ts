@@ -20,22 +20,33 @@ x509.cryptoProvider.set(crypto);
 const DEV_CERT_DAYS = 825;
 const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
+/** Options of {@link ensureSecrets}. */
+export interface SecretsOptions {
+  /**
+   * IP addresses the server certificate names besides loopback, when it is made here (servers
+   * listening elsewhere, as the nemesis run's in their network namespaces). A certificate already
+   * in the directory is kept as it is.
+   * @default []
+   */
+  ipAddresses?: readonly string[];
+}
+
 /**
  * Makes a development set of secrets in `dir`, keeping every file it already has: a user key per
  * role (a role added by an upgrade gets its key), the callout's and the device tokens' account keys,
  * the store key, and a CA with a server certificate for localhost. Files are readable by the owner only.
  */
-export function ensureSecrets(dir: string = secretsDirFromEnv()): Promise<void> {
+export function ensureSecrets(dir: string = secretsDirFromEnv(), options: SecretsOptions = {}): Promise<void> {
   // Once per directory and process: a cluster's servers start together, and two writers could pair
   // one's certificate with the other's key.
   let done = ensuring.get(dir);
-  if (!done) ensuring.set(dir, (done = makeMissingSecrets(dir)));
+  if (!done) ensuring.set(dir, (done = makeMissingSecrets(dir, options.ipAddresses ?? [])));
   return done;
 }
 
 const ensuring = new Map<string, Promise<void>>();
 
-async function makeMissingSecrets(dir: string): Promise<void> {
+async function makeMissingSecrets(dir: string, ipAddresses: readonly string[]): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const missing = (file: string) => !existsSync(join(dir, file));
@@ -49,7 +60,7 @@ async function makeMissingSecrets(dir: string): Promise<void> {
   ];
   await Promise.all(files.filter(([file]) => missing(file)).map(([file, make]) => write(file, make())));
   if ([SECRET_FILES.ca, SECRET_FILES.serverCert, SECRET_FILES.serverKey].some(missing)) {
-    const tls = await developmentCertificates();
+    const tls = await developmentCertificates(ipAddresses);
     await Promise.all([
       writeFile(join(dir, SECRET_FILES.ca), `${tls.ca}\n`, { mode: 0o600 }),
       writeFile(join(dir, SECRET_FILES.serverCert), `${tls.cert}\n`, { mode: 0o600 }),
@@ -81,8 +92,8 @@ export function roleKeyVariable(role: Role): string {
   return `FM_NKEY_${role.toUpperCase()}`;
 }
 
-/** A CA and a server certificate it signed for this host's loopback names, as PEM; the CA's key is not kept. */
-async function developmentCertificates(): Promise<{ ca: string; cert: string; key: string }> {
+/** A CA and a server certificate it signed for this host's loopback names (and `ipAddresses`), as PEM; the CA's key is not kept. */
+async function developmentCertificates(ipAddresses: readonly string[]): Promise<{ ca: string; cert: string; key: string }> {
   const notBefore = new Date(Date.now() - 60_000);
   const notAfter = new Date(Date.now() + DEV_CERT_DAYS * 24 * 60 * 60 * 1000);
   const serial = () => randomBytes(8).toString('hex');
@@ -118,6 +129,7 @@ async function developmentCertificates(): Promise<{ ca: string; cert: string; ke
         { type: 'dns', value: hostname() },
         { type: 'ip', value: '127.0.0.1' },
         { type: 'ip', value: '::1' },
+        ...ipAddresses.map((value) => ({ type: 'ip' as const, value })),
       ]),
     ],
   });

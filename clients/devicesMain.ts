@@ -11,9 +11,17 @@
  * registered yet, or revoked; it tries again until it learns it was removed) and when its
  * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
  * device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
+ *
+ * A line `press <user>:<device>` on stdin presses that device's crisis button (`crisisButton()`, on
+ * the device's own connection; the nemesis run presses through it) and prints `pressed` with the
+ * time of the press (`at`) and when JetStream acknowledged it (`storedAt`, with its `seq`), or
+ * `storedAt: null` and the last `error` when no attempt was acknowledged within {@link PRESS_RETRY_MS}
+ * (one may still have been stored): it is pressed again meanwhile, as a person would, each press an
+ * event of its own.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { deploymentFromEnv } from '../actors/config.ts';
@@ -25,6 +33,9 @@ import { DeviceActor } from './deviceActor.ts';
 
 /** First and longest wait between two sign-ins the server refused. */
 const SIGN_IN_RETRY_MS = { first: 100, max: 1_000 };
+/** How long a press on stdin is tried again (the device signing in again, the server electing a leader), and how often. */
+const PRESS_RETRY_MS = 30_000;
+const PRESS_AGAIN_MS = 200;
 
 const tokens = (process.env.FM_DEVICE_TOKENS_FILE ? JSON.parse(readFileSync(process.env.FM_DEVICE_TOKENS_FILE, 'utf8')) : {}) as Record<string, string>;
 const devices = process.argv.slice(2).map((arg) => {
@@ -38,6 +49,8 @@ const deployment = deploymentFromEnv();
 const topology = createTopology(deployment.topology);
 const stopping = new AbortController();
 const connections = new Set<NatsConnection>();
+/** The device actors signed in now, by `user:device`: where a press on stdin goes. */
+const signedIn = new Map<string, DeviceActor>();
 const print = (record: Record<string, unknown>) => console.log(JSON.stringify(record));
 
 /** What a device process prints for a view it applied. */
@@ -92,7 +105,7 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     }
     wait = SIGN_IN_RETRY_MS.first;
     connections.add(nc);
-    const actor = await DeviceActor.start({
+    const actor: DeviceActor | undefined = await DeviceActor.start({
       nc,
       topology,
       userId,
@@ -113,13 +126,43 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
       return undefined;
     });
     started();
+    if (actor) signedIn.set(`${userId}:${deviceId}`, actor);
     const closed = await nc.closed();
+    if (signedIn.get(`${userId}:${deviceId}`) === actor) signedIn.delete(`${userId}:${deviceId}`);
     connections.delete(nc);
     held = actor?.view ?? held;
     await actor?.stop();
     if (!removed && !stopping.signal.aborted) print({ disconnected: true, userId, deviceId, error: closed?.message ?? null });
   }
 }
+
+/** Presses a device's crisis button (see the module comment); `device` is `user:device`. */
+async function press(device: string): Promise<void> {
+  const at = Date.now();
+  const [userId, deviceId] = device.split(':');
+  let error = 'not signed in';
+  let attempts = 0;
+  while (Date.now() - at < PRESS_RETRY_MS && !stopping.signal.aborted) {
+    const actor = signedIn.get(device);
+    if (actor) {
+      try {
+        attempts++;
+        const ack = await actor.crisisButton();
+        print({ pressed: true, userId, deviceId, at, storedAt: Date.now(), seq: ack.seq, attempts });
+        return;
+      } catch (err) {
+        error = (err as Error).message;
+      }
+    }
+    await sleep(PRESS_AGAIN_MS, undefined, { signal: stopping.signal }).catch(() => {});
+  }
+  print({ pressed: true, userId, deviceId, at, storedAt: null, attempts, error });
+}
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const [command, device] = line.trim().split(/\s+/);
+  if (command === 'press' && device) void press(device);
+});
 
 stopOnSignals(async () => {
   stopping.abort();

@@ -6,8 +6,9 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { createServer, connect as tcpConnect } from 'node:net';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ensureSecrets, serverEnv } from '../auth/secrets.ts';
@@ -52,6 +53,22 @@ export interface NatsProcessOptions {
    * @default false
    */
   detached?: boolean;
+  /**
+   * The address the server listens on for clients and serves monitoring on, instead of nats.conf's
+   * loopback: the server then runs from a configuration in `cwd` that includes nats.conf and sets
+   * only `listen` and `http` (no flag sets the monitoring address). Clients verify the server's
+   * certificate, so it must name this address.
+   * @default '127.0.0.1' (nats.conf's)
+   */
+  host?: string;
+  /**
+   * A network namespace (`ip netns add`, root only) to run the server in, through `ip netns exec`,
+   * which execs it: the child process is the server itself, so signals reach it.
+   * @default none: the parent's namespace
+   */
+  netns?: string;
+  /** Configuration lines after nats.conf's (a `cluster {}` block, say). @default none */
+  config?: readonly string[];
 }
 
 /** A running nats-server child. */
@@ -65,15 +82,32 @@ export interface NatsProcess {
 
 const DEFAULT_PORT = 4222;
 const DEFAULT_HTTP_PORT = 8222;
+/** nats.conf's listen and monitoring address. */
+const LOOPBACK = '127.0.0.1';
+
+/**
+ * A configuration in `cwd` that is nats.conf with `lines` after it (they override what it sets);
+ * returns its path. An include is resolved from the including file's folder.
+ */
+async function serverConf(cwd: string, lines: readonly string[]): Promise<string> {
+  const file = join(cwd, 'nats-server.conf');
+  await writeFile(file, [`include "${relative(cwd, NATS_CONF)}"`, ...lines, ''].join('\n'));
+  return file;
+}
 
 /** Starts nats-server from nats.conf with its secrets and waits until it is ready; throws with its log if it is not. */
 export async function startNatsProcess(options: NatsProcessOptions): Promise<NatsProcess> {
   const port = options.port ?? DEFAULT_PORT;
   const httpPort = options.httpPort ?? DEFAULT_HTTP_PORT;
-  const args = ['-c', NATS_CONF, '-p', String(port), '-m', String(httpPort), ...(options.args ?? [])];
+  const host = options.host ?? LOOPBACK;
+  const lines = [...(options.host === undefined ? [] : [`listen: "${host}:${port}"`, `http: "${host}:${httpPort}"`]), ...(options.config ?? [])];
+  const conf = lines.length === 0 ? NATS_CONF : await serverConf(options.cwd, lines);
+  const args = ['-c', conf, '-p', String(port), '-m', String(httpPort), ...(options.args ?? [])];
   const env = options.env ?? process.env;
   await ensureSecrets(secretsDirFromEnv(env));
-  const child = spawn(await natsServerBinary(), args, {
+  const binary = await natsServerBinary();
+  const [command, commandArgs]: [string, string[]] = options.netns === undefined ? [binary, args] : ['ip', ['netns', 'exec', options.netns, binary, ...args]];
+  const child = spawn(command, commandArgs, {
     cwd: options.cwd,
     env: { ...process.env, ...serverEnv(env) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -96,7 +130,7 @@ export async function startNatsProcess(options: NatsProcessOptions): Promise<Nat
   };
   await new Promise((resolve, reject) => child.once('spawn', resolve).once('error', reject));
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (!((await acceptsTcp(port)) && (await healthy(httpPort)))) {
+  while (!((await acceptsTcp(port, host)) && (await healthy(httpPort, host)))) {
     if (!running()) throw new Error(`nats-server exited during startup:\n${log}`);
     if (Date.now() > deadline) {
       await terminate();
@@ -119,10 +153,10 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** True once the port accepts connections. */
-export function acceptsTcp(port: number): Promise<boolean> {
+/** True once the port accepts connections (on loopback unless `host` says otherwise). */
+export function acceptsTcp(port: number, host = LOOPBACK): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1');
+    const socket = tcpConnect(port, host);
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -132,13 +166,21 @@ export function acceptsTcp(port: number): Promise<boolean> {
 }
 
 /** The monitoring endpoint reports the server (and JetStream) healthy. */
-async function healthy(httpPort: number): Promise<boolean> {
+async function healthy(httpPort: number, host: string): Promise<boolean> {
   try {
-    return (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok;
+    return (await fetch(`http://${host}:${httpPort}/healthz`)).ok;
   } catch {
     return false;
   }
 }
+
+/**
+ * How often a server pings its routes, and how many unanswered pings end one: a peer that died or
+ * was cut off is noticed in about 3 s instead of nats-server's 2 minutes × 2. Until then the
+ * others still send it requests for its queue subscribers (a replica's direct gets, say), which
+ * time out: devices were refused at sign-in for want of their standing (nemesis run).
+ */
+const ROUTE_PINGS = ['  ping_interval: "1s"', '  ping_max: 3'];
 
 /** One server of a {@link startNatsCluster} cluster. */
 export interface ClusterServerOptions {
@@ -150,6 +192,14 @@ export interface ClusterServerOptions {
   port: number;
   httpPort: number;
   routePort: number;
+  /** Client and monitoring address ({@link NatsProcessOptions.host}). @default '127.0.0.1' */
+  host?: string;
+  /** The address its routes listen on and the others reach it at. @default '127.0.0.1' */
+  routeHost?: string;
+  /** Network namespace to run it in ({@link NatsProcessOptions.netns}). @default none */
+  netns?: string;
+  /** Extra flags of this server, e.g. `['-l', file]` to keep its log. @default none */
+  args?: readonly string[];
 }
 
 /** Options of {@link startNatsCluster}. */
@@ -182,21 +232,26 @@ export interface NatsCluster {
 }
 
 /**
- * Starts a cluster on loopback: each server from nats.conf, with its `server_name` and the
- * cluster's routes given as flags (they override nats.conf's server_name; nothing else changes).
+ * Starts a cluster on loopback: each server from nats.conf, with its `server_name` given as a flag
+ * and the cluster's block (name, routes, route pings: {@link ROUTE_PINGS}) in a configuration that
+ * includes nats.conf.
  * The servers start together: a clustered server reports healthy only once JetStream has a quorum.
  */
 export async function startNatsCluster(options: NatsClusterOptions): Promise<NatsCluster> {
   const clusterName = options.name ?? 'fullmind-sync';
-  const routes = options.servers.map((s) => `nats://127.0.0.1:${s.routePort}`).join(',');
+  const route = (s: ClusterServerOptions) => `nats://${s.routeHost ?? LOOPBACK}:${s.routePort}`;
+  const routes = options.servers.map((s) => `"${route(s)}"`).join(', ');
   const byName = new Map(options.servers.map((s) => [s.name, s]));
   const launch = (s: ClusterServerOptions) =>
     startNatsProcess({
       cwd: s.cwd,
       port: s.port,
       httpPort: s.httpPort,
+      host: s.host,
+      netns: s.netns,
       detached: options.detached,
-      args: ['--server_name', s.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${s.routePort}`, '--routes', routes],
+      args: ['--server_name', s.name, ...(s.args ?? [])],
+      config: [`cluster {`, `  name: "${clusterName}"`, `  listen: "${route(s).slice('nats://'.length)}"`, `  routes: [${routes}]`, ...ROUTE_PINGS, `}`],
     });
   const started = await Promise.allSettled(options.servers.map(launch));
   const running = new Map<string, NatsProcess>();
@@ -215,7 +270,7 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
     return server;
   };
   return {
-    urls: options.servers.map((s) => `nats://127.0.0.1:${s.port}`),
+    urls: options.servers.map((s) => `nats://${s.host ?? LOOPBACK}:${s.port}`),
     servers: options.servers,
     async kill(name) {
       member(name);

@@ -4,7 +4,8 @@
  * and so do we, adding JetStream's 503 answers (a stream leader being elected, JetStream starting)
  * and a stream writer's publish whose PubAck a reconnect lost.
  * No responders on the JetStream API is what nats.js reports as `JetStreamNotEnabled` ("jetstream is
- * not enabled"), with the no-responders error as its cause. Everything else is terminal: a refused
+ * not enabled"), with the no-responders error as its cause; a retried publish whose first attempt is
+ * still being stored ("duplicate message id is in process") is transient too. Everything else is terminal: a refused
  * request (size, permission, a wrong sequence), a closed or draining connection, a codec error.
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
@@ -13,13 +14,18 @@ import { ReplyLostError } from './streamWriter.ts';
 
 /** HTTP-like status JetStream answers while it cannot serve (no leader, not started yet). */
 const UNAVAILABLE = 503;
+/**
+ * JetStream's answer to a publish whose `Nats-Msg-Id` an earlier attempt is still storing (409): a
+ * retry after a timeout during an election. The same id again is answered once the first is stored.
+ */
+const DUPLICATE_IN_PROCESS = 10158;
 
 /** Whether retrying the request that failed with `err` can succeed (see the module comment). */
 export function isTransient(err: unknown): boolean {
   // nats.js wraps what happened (`RequestError` → `NoRespondersError`), so walk the causes.
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if (e instanceof TimeoutError || e instanceof NoRespondersError || e instanceof ReplyLostError) return true;
-    if (e instanceof JetStreamApiError && e.status === UNAVAILABLE) return true;
+    if (e instanceof JetStreamApiError && (e.status === UNAVAILABLE || e.code === DUPLICATE_IN_PROCESS)) return true;
   }
   return false;
 }

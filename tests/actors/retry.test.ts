@@ -22,6 +22,8 @@ const TRANSIENT: Array<[string, Error]> = [
   ['no responders', noResponders()],
   ['"jetstream is not enabled" (no responders on the JetStream API)', new jserrors.JetStreamNotEnabled('jetstream is not enabled', { cause: noResponders() })],
   ['JetStream temporarily unavailable (503)', new JetStreamApiError({ err_code: 10008, code: 503, description: 'JetStream system temporarily unavailable' })],
+  // A retry after a timeout in an election, while the first attempt is still being stored (seen in the nemesis run).
+  ['a publish whose id is still being stored (409)', new JetStreamApiError({ err_code: 10158, code: 409, description: 'duplicate message id is in process' })],
 ];
 
 const TERMINAL: Array<[string, Error]> = [
