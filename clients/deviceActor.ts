@@ -53,7 +53,7 @@ const CATCH_UP_RETRY_MS = { first: 50, max: 1_000 };
  */
 const CATCH_UP_AGAIN_MS = 1_000;
 
-/** How long one attempt to store a crisis press waits before the device tries again through another server. */
+/** How long one attempt to store a crisis press waits before the device sends it again. */
 const PRESS_ATTEMPT_MS = 1_000;
 
 /**
@@ -149,10 +149,9 @@ export class DeviceActor {
   /**
    * The user pressed the crisis button on this device: a `crisis_button` event on its own user's
    * crisis lane, the one event a device may publish. Resolves once JetStream stored it; until then
-   * it is sent again (the same event: stored once), each attempt waiting {@link PRESS_ATTEMPT_MS}.
-   * An attempt that fails for want of an answer moves the connection to another server first: the
-   * device's server may be cut off from the rest of the cluster, answering pings while nothing
-   * behind it stores anything. Rejects only on a terminal failure, or when the actor stops.
+   * it is sent again (the same event: stored once), each attempt waiting {@link PRESS_ATTEMPT_MS},
+   * while the device's server checks move it off a server that stopped answering. Rejects only on
+   * a terminal failure, or when the actor stops.
    */
   async crisisButton(): Promise<PubAck> {
     const event = { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId } as const;
@@ -162,7 +161,6 @@ export class DeviceActor {
       } catch (err) {
         if (!isTransient(err) || this.stopped) throw err;
       }
-      await this.options.nc.reconnect().catch(() => undefined);
     }
   }
 

@@ -31,7 +31,7 @@ import { laneTotals } from '../tests/support/settle.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
-import { check, type PiiHit } from './checker.ts';
+import { ANOMALY_KINDS, check, type AnomalyKind, type PiiHit } from './checker.ts';
 import { readAudit, readDeadLetters, readLanes, readUsers, replicasCurrent } from './collect.ts';
 import { Nemesis, wait } from './faults.ts';
 import { Load } from './load.ts';
@@ -71,9 +71,11 @@ export interface NemesisOptions {
    * @default this checkout
    */
   runtimeRoot?: string;
+  /** Anomaly kinds reported without failing the run (`--tolerate crisis_late`). @default none */
+  tolerated: AnomalyKind[];
 }
 
-/** Parses the command line (`--seed N --minutes M --out file --rate R --partitions P`). */
+/** Parses the command line (`--seed N --minutes M --out file --rate R --partitions P --runtime-root dir --tolerate kinds`). */
 export function parseOptions(argv: readonly string[], randomSeed: () => number = () => randomInt(1, 2 ** 31 - 1)): NemesisOptions {
   const { values } = parseArgs({
     args: [...argv],
@@ -84,6 +86,7 @@ export function parseOptions(argv: readonly string[], randomSeed: () => number =
       rate: { type: 'string' },
       partitions: { type: 'string' },
       'runtime-root': { type: 'string' },
+      tolerate: { type: 'string' },
     },
     strict: true,
   });
@@ -100,6 +103,10 @@ export function parseOptions(argv: readonly string[], randomSeed: () => number =
     rate: number('rate', values.rate, 40, (n) => n > 0 && n <= 500),
     partitions: number('partitions', values.partitions, 12, (n) => Number.isInteger(n) && n >= 3 && n <= 256),
     runtimeRoot: values['runtime-root'] === undefined ? undefined : resolve(values['runtime-root']),
+    tolerated: (values.tolerate?.split(',') ?? []).map((kind) => {
+      if (!(ANOMALY_KINDS as readonly string[]).includes(kind)) throw new Error(`--tolerate: expected anomaly kinds among ${ANOMALY_KINDS.join(', ')}, got "${kind}"`);
+      return kind as AnomalyKind;
+    }),
   };
 }
 
@@ -467,7 +474,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     phase = 'stopping';
     await shutdown();
     phase = 'checking';
-    const result = check({ events, deadLetters, audit, users, devices, faults, pii: sweepForPii(runDir), runErrors });
+    const result = check({ events, deadLetters, audit, users, devices, faults, pii: sweepForPii(runDir), runErrors }, { tolerated: options.tolerated });
     const report: NemesisReport = {
       seed: options.seed,
       minutes: options.minutes,
@@ -484,6 +491,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         out: options.out,
         runtimeRoot: options.runtimeRoot ?? null,
         crisisDeadlineMs: 10_000,
+        tolerated: options.tolerated,
         attribution: 'a press is put down to the fault active at it or healed less than 5 s before, else to a fault that started while it waited to be shown',
       },
       schedule: steps,

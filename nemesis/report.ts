@@ -86,7 +86,9 @@ export function formatReport(report: NemesisReport): string {
   const errors = report.faults.filter((f) => f.error);
   for (const f of errors) out.push(`fault ${f.index} ${f.kind} ${f.target}: not healed: ${f.error}`);
   out.push('');
-  out.push(table([['anomaly', 'count', 'example'], ...ANOMALY_KINDS.map((k) => [k, report.anomalies[k].count, example(report.anomalies[k].examples[0])])]));
+  const tolerated = new Set((report.config.tolerated as string[] | undefined) ?? []);
+  const kind = (k: string) => (tolerated.has(k) ? `${k} (tolerated)` : k);
+  out.push(table([['anomaly', 'count', 'example'], ...ANOMALY_KINDS.map((k) => [kind(k), report.anomalies[k].count, example(report.anomalies[k].examples[0])])]));
   for (const [kind, e] of Object.entries(report.runErrors)) out.push(`run error ${kind}: ${e.count}, e.g. ${e.examples[0] ?? ''}`);
   for (const [kind, e] of Object.entries(report.notes)) out.push(`note ${kind}: ${e.count}, e.g. ${e.examples[0] ?? ''}`);
   out.push('');
