@@ -21,8 +21,7 @@ export interface DeliveryStart {
 /** Why a delivery is not the lane's next. */
 export type OrderBreak =
   | { kind: 'missed'; expected: number; delivered: number }
-  | { kind: 'redelivered'; streamSeq: number; after: number }
-  | { kind: 'unseen'; expected: number; consumerDelivered: number };
+  | { kind: 'redelivered'; streamSeq: number; after: number };
 
 /** Follows one consumer session's deliveries; once broken, stays broken (the session is replayed). */
 export class DeliveryOrder {
@@ -42,17 +41,6 @@ export class DeliveryOrder {
     if (streamSeq <= this.lastStream) return (this.broken = { kind: 'redelivered', streamSeq, after: this.lastStream });
     this.nextDelivery++;
     this.lastStream = streamSeq;
-    return undefined;
-  }
-
-  /**
-   * The server says (an idle heartbeat) it last delivered `consumerSeq`: a break when that one never
-   * reached the node (the last deliveries before a quiet spell were lost). Ask only once the
-   * deliveries received before the heartbeat were taken.
-   */
-  delivered(consumerSeq: number): OrderBreak | undefined {
-    if (this.broken) return this.broken;
-    if (consumerSeq >= this.nextDelivery) return (this.broken = { kind: 'unseen', expected: this.nextDelivery, consumerDelivered: consumerSeq });
     return undefined;
   }
 

@@ -8,8 +8,8 @@
  * in stream order, everything from the first unacknowledged message, with delivery sequences from
  * 1. Each delivery must then be the next one of a later message; the first that is not (a delivery
  * lost in flight, a redelivery behind newer ones) ends the session, and the node replays the lane
- * from its ack floor. Idle heartbeats name the consumer's last delivery, so a delivery lost just
- * before a quiet spell is noticed too, within two heartbeats instead of an ack wait.
+ * from its ack floor. A delivery lost just before a quiet spell comes again an ack wait later (5 s
+ * on the crisis lane, 30 s on the normal one) as the next delivery, still in order.
  * Messages up to the last one delivered before the reset may have been partly processed (views
  * out, record not saved) and are marked redelivered; a user skips what it applied by its sequence.
  */
@@ -103,14 +103,8 @@ export class PartitionConsumer {
         }
       })(),
       (async () => {
-        /** The last heartbeat's delivery sequence, checked at the next one: what was received before it is taken by then. */
-        let heard: number | undefined;
         for await (const status of messages.status()) {
           if (status.type === 'consumer_unpinned') this.sink.lost(this.partition);
-          if (status.type !== 'heartbeat') continue;
-          const why = heard === undefined ? undefined : order.delivered(heard);
-          if (why) broke(why);
-          heard = status.lastConsumerSequence;
         }
       })(),
     ];

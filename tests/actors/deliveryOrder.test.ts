@@ -7,7 +7,6 @@ describe('DeliveryOrder', () => {
     const order = new DeliveryOrder({ consumerSeq: 0, streamSeq: 4 });
     expect([order.accept(1, 5), order.accept(2, 9), order.accept(3, 10)]).toEqual([undefined, undefined, undefined]);
     expect(order.expected).toBe(4);
-    expect(order.delivered(3)).toBeUndefined();
   });
 
   it('a delivery lost in flight: the next one skips a delivery sequence', () => {
@@ -23,18 +22,10 @@ describe('DeliveryOrder', () => {
     expect(order.accept(3, 7)).toEqual({ kind: 'redelivered', streamSeq: 7, after: 8 });
   });
 
-  it('the last deliveries before a quiet spell lost: the heartbeat names a delivery never seen', () => {
-    const order = new DeliveryOrder({ consumerSeq: 0, streamSeq: 0 });
-    order.accept(1, 3);
-    expect(order.delivered(1)).toBeUndefined();
-    expect(order.delivered(2)).toEqual({ kind: 'unseen', expected: 2, consumerDelivered: 2 });
-  });
-
   it('once broken, stays broken: nothing more of the session is taken', () => {
     const order = new DeliveryOrder({ consumerSeq: 0, streamSeq: 0 });
     const why = order.accept(2, 5);
     expect(why?.kind).toBe('missed');
     expect(order.accept(1, 4)).toBe(why);
-    expect(order.delivered(0)).toBe(why);
   });
 });
