@@ -107,6 +107,12 @@ class Child {
   }
 }
 
+/**
+ * How long a device process may take until every device signed in and caught up: a thousand
+ * devices, each a TLS connection admitted by the auth callout, take some 30 s on two busy cores.
+ */
+const DEVICES_READY_MS = 60_000;
+
 /** A runtime node process. */
 export class RuntimeProcess extends Child {
   /**
@@ -120,9 +126,15 @@ export class RuntimeProcess extends Child {
     script: 'actors/main.ts' | 'scripts/start.ts' = 'actors/main.ts',
   ): Promise<RuntimeProcess> {
     const p = new RuntimeProcess(script, [], { NATS_URL: natsUrl, LOG_LEVEL: 'info', ...env }, () => {});
-    if (env.FM_RUNTIME !== 'off') await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
-    if (env.FM_RUNTIME !== 'off' && env.FM_CALLOUT !== 'off') await p.waitForLine((l) => l.includes('auth callout ready'), 'auth callout ready');
-    if (script === 'scripts/start.ts') await p.waitForLine((l) => l.includes('ingress listening'), 'ingress listening');
+    try {
+      if (env.FM_RUNTIME !== 'off') await p.waitForLine((l) => l.includes('runtime node ready'), 'runtime node ready');
+      if (env.FM_RUNTIME !== 'off' && env.FM_CALLOUT !== 'off') await p.waitForLine((l) => l.includes('auth callout ready'), 'auth callout ready');
+      if (script === 'scripts/start.ts') await p.waitForLine((l) => l.includes('ingress listening'), 'ingress listening');
+    } catch (err) {
+      // As a device process that never got ready: stopped here, or nothing would stop it.
+      await p.crash();
+      throw err;
+    }
     return p;
   }
 
@@ -213,7 +225,12 @@ export class DeviceProcess extends Child {
       list.push(record);
       p.applied.set(key, list);
     });
-    await p.waitForLine((l) => l.includes('"ready":true'), 'devices ready');
+    await p.waitForLine((l) => l.includes('"ready":true'), 'devices ready', DEVICES_READY_MS).catch(async (err: unknown) => {
+      // Not handed to the caller, so no one else would stop it: a leaked device process kept a
+      // thousand devices signing in on the machine long after its test had failed.
+      await p.crash();
+      throw err;
+    });
     return p;
   }
 
