@@ -11,8 +11,8 @@ export default defineConfig({
     // Worker processes, not threads: tests spawn and signal nats-server children of their own.
     pool: "forks",
     // One file at a time, on any machine: an integration file starts servers, runtime nodes and
-    // device processes of its own, and two heavy files side by side on two cores starve each other
-    // (the crash test timed out beside the cluster tests). Vitest's default would be cores − 1.
+    // device processes of its own, and two heavy files side by side starve each other. Vitest's
+    // default is cores − 1 workers: one here, but two or more on a bigger machine.
     fileParallelism: false,
     reporters: ["default", "json"],
     outputFile: { json: "test-results/vitest.json" },

@@ -34,7 +34,7 @@ export const UserRecord = z.strictObject({
   safety: SafetyContent,
   /** Version of the last view published to the user's devices. */
   viewVersion: z.number().int().nonnegative(),
-  /** Highest stream sequence applied per lane (where the user stands in each lane; duplicates are decided by event id). */
+  /** Highest stream sequence applied per lane: deliveries come in stream order, so a redelivery is one at or below it. */
   lastSeq: z.strictObject({ normal: StreamSeq, crisis: StreamSeq }),
   /**
    * What the commit that wrote this record publishes (the view, audit records), saved before
