@@ -8,8 +8,8 @@
  * in stream order, everything from the first unacknowledged message, with delivery sequences from
  * 1. Each delivery must then be the next one of a later message; the first that is not (a delivery
  * lost in flight, a redelivery behind newer ones) ends the session, and the node replays the lane
- * from its ack floor. A delivery lost just before a quiet spell comes again an ack wait later (5 s
- * on the crisis lane, 30 s on the normal one) as the next delivery, still in order.
+ * from its ack floor. A delivery lost just before a quiet spell is noticed when the server sends it
+ * again, an ack wait later (5 s on the crisis lane, 30 s on the normal one): its gap replays the lane.
  * Messages up to the last one delivered before the reset may have been partly processed (views
  * out, record not saved) and are marked redelivered; a user skips what it applied by its sequence.
  */
