@@ -367,14 +367,19 @@ export class UserActor {
   }
 
   /**
-   * The user's stored view, read when the batch may follow a crash or a fence (it holds a
-   * redelivery: only those pay for the read) or when the actor does not know the stored view's
-   * sequence yet (its first commit since activation), which its view publish replaces.
+   * The user's stored view for the commit's plan, when the batch may follow a crash or a fence (it
+   * holds a redelivery: only those pay for the read, and only those finish a loaded record's
+   * outbox). Also read, for its sequence alone, when the actor does not know what its view publish
+   * replaces (its first commit since activation): planning with it then would publish the loaded
+   * record's audit records again, twice once JetStream's duplicate window has passed (the nemesis
+   * run found a user's audit with a transition recorded twice).
    */
   private async readStoredView(batch: readonly Delivery[], publisher: Publisher): Promise<DeviceView | null | undefined> {
-    if (this.viewSeq !== undefined && !batch.some((d) => d.redelivered)) return undefined;
+    const redelivered = batch.some((d) => d.redelivered);
+    if (this.viewSeq !== undefined && !redelivered) return undefined;
     const stored = await this.retry('read last view', () => publisher.storedView(this.userId));
     this.viewSeq = stored?.seq ?? 0;
+    if (!redelivered) return undefined;
     return stored ? stored.view : null;
   }
 
