@@ -43,6 +43,9 @@ import { UserStore } from './userStore.ts';
 const FREEZE_EVERY_MS = 50;
 const FREEZE_BUDGET_MS = 5;
 
+/** Both lanes, crisis first. */
+const LANES = ['crisis', 'normal'] as const;
+
 /** A partition lane's key in the node's sets. */
 const laneKey = (lane: Lane, partition: number) => `${lane}.${partition}`;
 
@@ -193,7 +196,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   /** Takes a partition: both lanes' consumers (crisis first), each reset to its ack floor when its last holder left messages unacknowledged. */
   private async take(partition: number): Promise<void> {
     const started = performance.now();
-    const consumers = (['crisis', 'normal'] as const).map((lane) => {
+    const consumers = LANES.map((lane) => {
       const nc = lane === 'crisis' ? this.crisisNc : this.nc;
       const pull = { max_messages: this.config.pullBatch[lane], expires: this.config.pullExpiresMs };
       return new PartitionConsumer(jetstream(nc), this.outputs[lane].publisher.manager, this.topology, lane, partition, pull, this);
@@ -224,14 +227,14 @@ export class RuntimeNode implements ActorHost, PartitionSink {
   /** @inheritdoc */
   lost(partition: number): void {
     if (!this.held.has(partition) || this.releasing.has(partition)) return;
-    if (this.membership.heldElsewhere(this.membership.live()).has(partition)) {
+    if (this.heldByAnother(partition)) {
       this.log.warn({ partition }, 'partition lost to another client');
       void this.drop(partition);
       return;
     }
     // No live node claims it: the consumer's new leader (a server restarted, or was cut off) does
     // not know this node's pin. Taken back at once, from the ack floor, instead of left for a tick.
-    for (const lane of ['crisis', 'normal'] as const) this.replay(partition, lane, { pinLost: true });
+    this.replayAll(partition, { pinLost: true });
   }
 
   /** Forgets a partition at once (lost, or not taken): what its users have not started goes back to the lane. */
@@ -246,7 +249,7 @@ export class RuntimeNode implements ActorHost, PartitionSink {
    */
   private async leave(partition: number, handOver: boolean): Promise<void> {
     this.releasing.add(partition);
-    await Promise.all((['crisis', 'normal'] as const).map((lane) => this.replaying.get(laneKey(lane, partition))));
+    await Promise.all(LANES.map((lane) => this.replaying.get(laneKey(lane, partition))));
     const consumers = this.held.get(partition) ?? [];
     const actors = await this.stopServing(partition, consumers);
     if (handOver) {
@@ -319,8 +322,18 @@ export class RuntimeNode implements ActorHost, PartitionSink {
     const partition = partitionOf(userId, this.topology.options.partitions);
     if (!this.held.has(partition)) return;
     // Another live node holds it: this one is the stale owner, and lets it go.
-    if (this.membership.heldElsewhere(this.membership.live()).has(partition)) void this.drop(partition);
-    else for (const lane of ['crisis', 'normal'] as const) this.replay(partition, lane, { fencedUser: userId });
+    if (this.heldByAnother(partition)) void this.drop(partition);
+    else this.replayAll(partition, { fencedUser: userId });
+  }
+
+  /** Whether another live node claims a partition. */
+  private heldByAnother(partition: number): boolean {
+    return this.membership.heldElsewhere(this.membership.live()).has(partition);
+  }
+
+  /** Replays both lanes of a partition ({@link replay}). */
+  private replayAll(partition: number, why: object): void {
+    for (const lane of LANES) this.replay(partition, lane, why);
   }
 
   /** Validates a message and hands it on, or dead-letters it without holding up the lane. */
