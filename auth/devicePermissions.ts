@@ -1,7 +1,8 @@
 /**
  * What a device may do once the auth callout admits it, as the user JWT it answers with states
  * it: subscribe to its own user's view and its own inbox, read its own user's last view by direct
- * get, and press its own user's crisis button. Nothing else: every other publish or subscribe is a
+ * get, and press its own user's crisis button (on the crisis lane, and to its user's other devices
+ * on the press subject, which it also hears). Nothing else: every other publish or subscribe is a
  * permission violation at the server. Pure.
  */
 import type { Permissions } from '@nats-io/jwt';
@@ -21,9 +22,10 @@ export const DEVICES_ACCOUNT = 'DEVICES';
 /** The publish and subscribe allow-lists of a device. */
 export function devicePermissions(t: Topology, device: Device): Required<Pick<Permissions, 'pub' | 'sub'>> {
   const view = t.subjects.view(device.userId);
+  const press = t.subjects.press(device.userId);
   return {
-    pub: { allow: [`$JS.API.DIRECT.GET.${t.streams.views}.${view}`, t.subjects.event(device.userId, 'crisis_button')] },
-    sub: { allow: [view, `${inboxPrefix(device)}.>`] },
+    pub: { allow: [`$JS.API.DIRECT.GET.${t.streams.views}.${view}`, t.subjects.event(device.userId, 'crisis_button'), press] },
+    sub: { allow: [view, press, `${inboxPrefix(device)}.>`] },
   };
 }
 

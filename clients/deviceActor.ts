@@ -11,11 +11,20 @@
  * offline device costs the server nothing. It checks that its server answers as often as its sync
  * policy says (every second in crisis), and moves to another server when it does not, so a crisis
  * view is not kept from it by a server that died or was cut off.
+ *
+ * The crisis path that waits for nothing (README, "The crisis path"): a press shows the crisis on
+ * its device at once, and goes to the user's other devices by core NATS on the press subject as
+ * well as to the crisis lane. A device that hears a press no stored view accounts for yet shows the
+ * stored view with the crisis over it ({@link withProvisionalCrisis}), until a stored view accounts
+ * for the press: a crisis only adds features and only a person ends one, so showing it early is safe.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, type DirectStreamAPI, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { accountsFor, withProvisionalCrisis, type HeardPress } from '../machines/deviceView.ts';
+import { CrisisButton } from '../machines/events.ts';
 import type { SyncFrequency } from '../machines/features.ts';
+import { decode, encode } from '../transport/codec.ts';
 import { onReconnect } from '../transport/connection.ts';
 import { isTransient } from '../transport/errors.ts';
 import { publishEvent } from '../transport/eventPublisher.ts';
@@ -33,8 +42,11 @@ export interface DeviceActorOptions {
   topology?: Topology;
   /** The view the device held from an earlier run, if it stored one. */
   held?: DeviceView | null;
-  /** Called for each view the device applies. */
-  onApply?: (view: DeviceView) => void;
+  /**
+   * Called for each view the device shows: a stored view it applied, or (`provisional`) the view it
+   * holds with the crisis of a press heard before any stored view accounted for it.
+   */
+  onApply?: (view: DeviceView, provisional: boolean) => void;
   /** Called for a view that could not be decoded, or a catch-up that failed for good (skipped). */
   onReject?: (error: Error) => void;
   /** Called after each catch-up (start, reconnect) with the view the device holds then. */
@@ -72,11 +84,13 @@ export class DeviceActor {
   /** Views applied by this actor. */
   applied = 0;
   private held: DeviceView | null;
+  /** Presses heard that no view held since accounts for, by event id. */
+  private readonly heard = new Map<string, HeardPress>();
   private readonly options: DeviceActorOptions;
   private readonly topology: Topology;
   private readonly direct: DirectStreamAPI;
   private readonly js: JetStreamClient;
-  private subscription: Subscription | undefined;
+  private subscriptions: Subscription[];
   private stopped = false;
   private readonly unwatch: () => void;
   private again: NodeJS.Timeout | undefined;
@@ -92,18 +106,22 @@ export class DeviceActor {
     this.direct = direct;
     // Publishes only: no JetStream API check, which a device's permissions do not allow.
     this.js = jetstream(options.nc, { checkAPI: false });
-    this.subscription = options.nc.subscribe(this.topology.subjects.view(this.userId), {
-      callback: (err, m) => {
-        if (err) return;
-        try {
-          this.offer(decodeDeviceView(m.data, m.headers, { userId: this.userId }));
-        } catch (e) {
-          options.onReject?.(e as Error);
-        }
-      },
-    });
+    const read = (apply: (m: Msg) => void) => (err: Error | null, m: Msg) => {
+      if (err) return;
+      try {
+        apply(m);
+      } catch (e) {
+        options.onReject?.(e as Error);
+      }
+    };
+    this.subscriptions = [
+      options.nc.subscribe(this.topology.subjects.view(this.userId), { callback: read((m) => this.offer(decodeDeviceView(m.data, m.headers, { userId: this.userId }))) }),
+      options.nc.subscribe(this.topology.subjects.press(this.userId), { callback: read((m) => this.hear(decode(CrisisButton, m.data, { userId: this.userId }))) }),
+    ];
     // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
     this.unwatch = onReconnect(options.nc, () => void this.catchUp(true).then(() => this.catchUpAgain()));
+    // From the start: a server that stops answering during the first catch-up is left as well.
+    this.checkServerLater();
   }
 
   /** Subscribes to the user's views, catches up with the last stored one, and applies from then on. */
@@ -115,7 +133,6 @@ export class DeviceActor {
     await options.nc.flush();
     await actor.catchUp(true);
     actor.catchUpAgain();
-    actor.checkServerLater();
     return actor;
   }
 
@@ -141,22 +158,31 @@ export class DeviceActor {
     if (noAnswer && !this.stopped) await nc.reconnect().catch(() => undefined);
   }
 
-  /** The view the device holds now. */
+  /** The last stored view the device applied. */
   get view(): DeviceView | null {
     return this.held;
   }
 
+  /** What the device shows now: the stored view it holds, with the crisis of presses heard and not yet accounted for. */
+  get shown(): DeviceView | null {
+    return this.held && withProvisionalCrisis(this.held, [...this.heard.values()]);
+  }
+
   /**
-   * The user pressed the crisis button on this device: a `crisis_button` event on its own user's
-   * crisis lane, the one event a device may publish. Resolves once JetStream stored it; until then
-   * it is sent again (the same event: stored once), each attempt waiting {@link PRESS_ATTEMPT_MS},
-   * while the device's server checks move it off a server that stopped answering. Rejects only on
-   * a terminal failure, or when the actor stops.
+   * The user pressed the crisis button on this device: it shows the crisis at once, and sends a
+   * `crisis_button` event, the one event a device may publish, to its user's crisis lane and to
+   * its user's other devices (the press subject). Resolves once JetStream stored it; until then
+   * both are sent again (the same event: stored once, heard once), each attempt waiting
+   * {@link PRESS_ATTEMPT_MS}, while the device's server checks move it off a server that stopped
+   * answering. Rejects only on a terminal failure, or when the actor stops.
    */
   async crisisButton(): Promise<PubAck> {
     const event = { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId } as const;
+    this.hear(event);
+    const press = encode(CrisisButton, event);
     for (;;) {
       try {
+        this.options.nc.publish(this.topology.subjects.press(this.userId), press);
         return await publishEvent(this.js, this.topology.subjects, event, { timeoutMs: PRESS_ATTEMPT_MS });
       } catch (err) {
         if (!isTransient(err) || this.stopped) throw err;
@@ -170,14 +196,28 @@ export class DeviceActor {
     if (view.devices.includes(this.deviceId)) {
       this.held = view;
       this.applied++;
-      this.options.onApply?.(view);
+      for (const [id, press] of this.heard) if (accountsFor(view, press)) this.heard.delete(id);
+      this.options.onApply?.(this.shown!, this.heard.size > 0);
     } else if (this.held) {
       // Removed: nothing of the user's stays on the device, and nothing new is applied.
       this.held = null;
+      this.heard.clear();
       void this.stop();
       this.options.onRemoved?.();
     }
     // Otherwise not registered yet: the view that registers it lists it.
+  }
+
+  /**
+   * A press of the user's (this device's, or another's on the press subject) that the held view
+   * does not account for yet: shown at once as a provisional crisis. A device that holds no view
+   * (not registered yet) shows nothing, as for a stored view.
+   */
+  private hear(press: HeardPress): void {
+    if (this.stopped || !this.held || this.heard.has(press.id) || accountsFor(this.held, press)) return;
+    const inCrisis = this.heard.size > 0;
+    this.heard.set(press.id, { id: press.id, at: press.at });
+    if (!inCrisis) this.options.onApply?.(this.shown!, true);
   }
 
   /** Schedules one more catch-up {@link CATCH_UP_AGAIN_MS} from now (one at a time). */
@@ -211,15 +251,15 @@ export class DeviceActor {
     return this.catchingUp;
   }
 
-  /** Stops applying: the subscription ends; a later start catches up with the last stored view. */
+  /** Stops applying: its subscriptions end; a later start catches up with the last stored view. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.again);
     clearTimeout(this.serverCheck);
     this.unwatch();
-    this.subscription?.unsubscribe();
-    this.subscription = undefined;
+    for (const sub of this.subscriptions) sub.unsubscribe();
+    this.subscriptions = [];
     await this.catchingUp;
   }
 }

@@ -6,7 +6,7 @@
  *
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety
- * content), so operators and tests can watch what devices applied; also a line per catch-up (start,
+ * content; `provisional` while it shows the crisis of a press no stored view accounts for yet), so operators and tests can watch what devices applied; also a line per catch-up (start,
  * reconnect), when a device learns it was removed, when the server refuses it (`refused`: not
  * registered yet, or revoked; it tries again until it learns it was removed) and when its
  * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
@@ -54,9 +54,10 @@ const signedIn = new Map<string, DeviceActor>();
 const print = (record: Record<string, unknown>) => console.log(JSON.stringify(record));
 
 /** What a device process prints for a view it applied. */
-function appliedLine(v: DeviceView, deviceId: string): Record<string, unknown> {
+function appliedLine(v: DeviceView, deviceId: string, provisional: boolean): Record<string, unknown> {
   return {
     applied: true,
+    provisional,
     userId: v.userId,
     deviceId,
     version: v.version,
@@ -70,6 +71,7 @@ function appliedLine(v: DeviceView, deviceId: string): Record<string, unknown> {
     trialEndsAt: v.trialEndsAt,
     gracePeriod: v.gracePeriod,
     crisisSince: v.crisis.since,
+    crisisSignalsUntil: v.crisis.signalsUntil,
     presentation: v.crisis.presentation,
     disabledFeatures: v.features.disabled,
     sync: v.sync,
@@ -111,7 +113,7 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
       userId,
       deviceId,
       held,
-      onApply: (v) => print(appliedLine(v, deviceId)),
+      onApply: (v, provisional) => print(appliedLine(v, deviceId, provisional)),
       onReject: (err) => print({ rejected: true, error: err.message }),
       onRemoved: () => {
         removed = true;

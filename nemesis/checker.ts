@@ -79,11 +79,12 @@ export interface StoredUser {
   viewError?: string;
 }
 
-/** A view a device applied. */
+/** A view a device applied, or (`provisional`) the crisis of a press it heard shown over the view it held. */
 export interface AppliedLine {
   version: number;
   crisis: boolean;
   appliedAt: number;
+  provisional?: boolean;
 }
 
 /** A crisis press on a device: when it was pressed, and when JetStream acknowledged it (null: never, to the device). */
@@ -609,23 +610,38 @@ function checkView(u: UserData, record: UserRecord, folded: UserState | undefine
   }
 }
 
-/** Every device still listed by the stored view applied it last, and never went back. */
+/**
+ * Every device still listed by the stored view applied it last (no provisional crisis left over it),
+ * and never went back: each stored view newer than the one before, each provisional crisis over the
+ * newest applied.
+ */
 function checkDevices(u: UserData, findings: Findings): void {
   const view = u.stored?.view ?? null;
   for (const d of u.devices) {
-    const versions = d.applied.map((a) => a.version);
-    const back = versions.findIndex((v, i) => i > 0 && v <= versions[i - 1]!);
-    if (back > 0) findings.add('device_diverged', { userId: u.userId, deviceId: d.deviceId, detail: `applied v${versions[back]} after v${versions[back - 1]}` });
+    let newest = 0;
+    for (const a of d.applied) {
+      if (a.provisional ? a.version < newest : a.version <= newest) {
+        findings.add('device_diverged', { userId: u.userId, deviceId: d.deviceId, detail: `applied v${a.version}${a.provisional ? ' (provisional)' : ''} after v${newest}` });
+        break;
+      }
+      newest = a.version;
+    }
     if (!view || !view.devices.includes(d.deviceId)) continue;
-    const last = d.applied.at(-1);
-    if (last?.version !== view.version) {
+    if (!showsStoredView(d, view.version)) {
+      const last = d.applied.at(-1);
       findings.add('device_diverged', {
         userId: u.userId,
         deviceId: d.deviceId,
-        detail: `last applied ${last ? `v${last.version}` : 'nothing'}${d.removed ? ' (thinks it was removed)' : ''}, stored view v${view.version}`,
+        detail: `last applied ${last ? `v${last.version}${last.provisional ? ' with a provisional crisis' : ''}` : 'nothing'}${d.removed ? ' (thinks it was removed)' : ''}, stored view v${view.version}`,
       });
     }
   }
+}
+
+/** Whether a device shows the stored view of `version` last: applied, with no provisional crisis over it. */
+export function showsStoredView(d: DeviceLog, version: number): boolean {
+  const last = d.applied.at(-1);
+  return last?.version === version && !last.provisional;
 }
 
 /** The fault a moment falls in (its window and the tail after it), or "none". */

@@ -15,6 +15,7 @@ import { ManagedProcess } from './processes.ts';
 /** What a device process prints (the fields read here). */
 interface Printed {
   applied?: boolean;
+  provisional?: boolean;
   pressed?: boolean;
   removed?: boolean;
   ready?: boolean;
@@ -137,7 +138,7 @@ export class DeviceGroup {
     const log = this.logs.get(key);
     if (!log) return;
     if (printed.applied) {
-      const applied: AppliedLine = { version: printed.version!, crisis: printed.crisis!, appliedAt: printed.appliedAt! };
+      const applied: AppliedLine = { version: printed.version!, crisis: printed.crisis!, appliedAt: printed.appliedAt!, provisional: printed.provisional };
       log.applied.push(applied);
       for (const w of [...this.waiters]) if (w.userId === log.userId && w.test(this.devicesOf(log.userId))) w.resolve(true);
     } else if (printed.pressed) {

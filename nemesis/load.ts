@@ -28,7 +28,7 @@ import { ANSWERS, EMERGENCY_CONTACTS, SAFETY_PLAN } from '../tests/support/pii.t
 import { connectNats, drainNats } from '../transport/connection.ts';
 import { isTransient } from '../transport/errors.ts';
 import type { Topology } from '../transport/topology.ts';
-import type { DeviceLog } from './checker.ts';
+import { showsStoredView, type DeviceLog } from './checker.ts';
 import { DeviceGroup } from './devices.ts';
 import { between, prng } from './schedule.ts';
 
@@ -361,7 +361,7 @@ export class Load {
     while (Date.now() < giveUpAt && !this.stopped) {
       const devices = [...group.logs.values()];
       const versions = new Map(await Promise.all([...new Set(devices.map((d) => d.userId))].map(async (u) => [u, await this.options.storedVersion(u).catch(() => undefined)] as const)));
-      if (devices.every((d) => versions.get(d.userId) === null || d.applied.at(-1)?.version === versions.get(d.userId))) break;
+      if (devices.every((d) => { const v = versions.get(d.userId); return v === null || (v !== undefined && showsStoredView(d, v)); })) break;
       await this.pause(1_000);
     }
     await group.stop();

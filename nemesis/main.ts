@@ -31,7 +31,7 @@ import { laneTotals } from '../tests/support/settle.ts';
 import type { DeviceView } from '../transport/schemas.ts';
 import { createTopology, type Topology } from '../transport/topology.ts';
 import { lastView } from '../transport/viewStore.ts';
-import { ANOMALY_KINDS, check, type AnomalyKind, type PiiHit } from './checker.ts';
+import { ANOMALY_KINDS, check, showsStoredView, type AnomalyKind, type PiiHit } from './checker.ts';
 import { readAudit, readDeadLetters, readLanes, readUsers, replicasCurrent } from './collect.ts';
 import { Nemesis, wait } from './faults.ts';
 import { Load } from './load.ts';
@@ -237,7 +237,7 @@ async function devicesSettled(client: TestClient, load: Load, until: number, sig
       const view = stored.get(d.userId);
       if (view === undefined) return true;
       // A device the view no longer lists was removed: it waits for nothing.
-      return view !== null && view.devices.includes(d.deviceId) && d.applied.at(-1)?.version !== view.version;
+      return view !== null && view.devices.includes(d.deviceId) && !showsStoredView(d, view.version);
     });
     if (unsettled.length === 0 || Date.now() > until || signal.aborted) return unsettled.map((d) => `${d.userId}:${d.deviceId}`);
     await wait(1_000, signal);

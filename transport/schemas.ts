@@ -39,6 +39,7 @@ export const ViewEntitlements = z.strictObject({
     active: z.boolean(),
     level: z.enum(CRISIS_LEVELS).nullable(),
     since: EpochMs.nullable(),
+    signalsUntil: EpochMs.nullable(),
     presentation: z.strictObject({
       hotlineQuickDial: z.boolean(),
       contactsVisible: z.boolean(),

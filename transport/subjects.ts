@@ -47,6 +47,12 @@ export interface Subjects {
    * permissions can name exactly its own user's view.
    */
   view(userId: string): string;
+  /**
+   * `fm.press.<userId>`: a crisis press as its device sends it to the user's other devices by core
+   * NATS, beside the durable publish on the crisis lane. No stream takes it: it is the crisis path
+   * that does not wait for JetStream (README, "The crisis path").
+   */
+  press(userId: string): string;
   /** `fm.audit.<userId>`. */
   audit(userId: string): string;
   /** `fm.dlq.<reason>`. */
@@ -97,6 +103,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     partition: (lane, partition) => `${prefix}.${LANE_TOKEN[lane]}.${partition}.>`,
     schedule: (userId) => `${prefix}.sched.${userId}`,
     view: (userId) => `${prefix}.view.${userId}`,
+    press: (userId) => `${prefix}.press.${userId}`,
     audit: (userId) => `${prefix}.audit.${userId}`,
     deadLetter: (reason) => `${prefix}.dlq.${reason}`,
     alert: (kind) => `${prefix}.alert.${kind}`,

@@ -11,18 +11,18 @@ import { createTopology } from '../../transport/topology.ts';
 const phone = { userId: 'user-a', deviceId: 'phone' };
 
 describe('device permissions', () => {
-  it('allow its own view, inbox, last-view direct get and crisis button, and nothing else', () => {
+  it('allow its own view, inbox, last-view direct get, crisis button and press subject, and nothing else', () => {
     expect(devicePermissions(createTopology(), phone)).toEqual({
-      pub: { allow: ['$JS.API.DIRECT.GET.FM_VIEWS.fm.view.user-a', 'fm.crisis.user-a.crisis_button'] },
-      sub: { allow: ['fm.view.user-a', '_INBOX.user-a.phone.>'] },
+      pub: { allow: ['$JS.API.DIRECT.GET.FM_VIEWS.fm.view.user-a', 'fm.crisis.user-a.crisis_button', 'fm.press.user-a'] },
+      sub: { allow: ['fm.view.user-a', 'fm.press.user-a', '_INBOX.user-a.phone.>'] },
     });
     expect(deviceUserName(phone)).toBe('user-a/phone');
   });
 
   it("follow the deployment's prefix", () => {
     expect(devicePermissions(createTopology({ prefix: 'st' }), phone)).toEqual({
-      pub: { allow: ['$JS.API.DIRECT.GET.ST_VIEWS.st.view.user-a', 'st.crisis.user-a.crisis_button'] },
-      sub: { allow: ['st.view.user-a', '_INBOX.user-a.phone.>'] },
+      pub: { allow: ['$JS.API.DIRECT.GET.ST_VIEWS.st.view.user-a', 'st.crisis.user-a.crisis_button', 'st.press.user-a'] },
+      sub: { allow: ['st.view.user-a', 'st.press.user-a', '_INBOX.user-a.phone.>'] },
     });
   });
 

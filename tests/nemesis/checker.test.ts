@@ -249,6 +249,30 @@ describe('the nemesis checker', () => {
     expect(found(back)).toMatchObject({ device_diverged: 2 });
   });
 
+  it('counts a provisional crisis as shown; finds one left over the stored view, or over an older view', () => {
+    const early = clean();
+    const press = device(early, 'phone').presses[0]!;
+    // The press shown 2 ms after it over the view each device held (heard on the press subject), then the stored crisis view.
+    for (const d of ['phone', 'tablet']) {
+      const lines = device(early, d).applied;
+      const held = lines.filter((a) => a.appliedAt < press.at).at(-1)!;
+      lines.splice(lines.indexOf(held) + 1, 0, { version: held.version, crisis: true, appliedAt: press.at + 2, provisional: true });
+    }
+    expect(found(early)).toEqual({});
+    expect(check(early).crisis.none).toMatchObject({ presses: 1, shown: 1, maxMs: 2 });
+
+    const leftOver = clean();
+    const last = device(leftOver, 'tablet').applied.at(-1)!;
+    device(leftOver, 'tablet').applied.push({ ...last, crisis: true, appliedAt: last.appliedAt + 1, provisional: true });
+    expect(found(leftOver)).toEqual({ device_diverged: 1 });
+    expect(example(leftOver, 'device_diverged')!.detail).toMatch(/provisional crisis/);
+
+    const older = clean();
+    const lines = device(older, 'tablet').applied;
+    lines.splice(2, 0, { ...lines[0]!, crisis: true, appliedAt: lines[1]!.appliedAt + 1, provisional: true });
+    expect(found(older)).toEqual({ device_diverged: 1 });
+  });
+
   it('finds a crisis shown late, and one never shown on every device, by the fault at the press', () => {
     const late = clean();
     const tablet = device(late, 'tablet');

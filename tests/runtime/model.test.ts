@@ -171,7 +171,11 @@ function expectedView(s: UserSnapshot, t0: number): UserView {
     ...v,
     trialEndsAt: v.trialEndsAt === null ? null : v.trialEndsAt + t0,
     gracePeriod: v.gracePeriod && { ...v.gracePeriod, endsAt: v.gracePeriod.endsAt + t0 },
-    crisis: { ...v.crisis, since: v.crisis.since === null ? null : v.crisis.since + t0 },
+    crisis: {
+      ...v.crisis,
+      since: v.crisis.since === null ? null : v.crisis.since + t0,
+      signalsUntil: v.crisis.signalsUntil === null ? null : v.crisis.signalsUntil + t0,
+    },
   };
 }
 
@@ -206,7 +210,7 @@ function appliedView(v: AppliedView): UserView {
     status: v.status,
     trialEndsAt: v.trialEndsAt,
     gracePeriod: v.gracePeriod,
-    crisis: { active: v.crisis, level: v.crisisLevel as UserView['crisis']['level'], since: v.crisisSince, presentation: v.presentation },
+    crisis: { active: v.crisis, level: v.crisisLevel as UserView['crisis']['level'], since: v.crisisSince, signalsUntil: v.crisisSignalsUntil, presentation: v.presentation },
     features: { enabled: v.features as UserView['features']['enabled'], disabled: v.disabledFeatures },
     sync: v.sync,
   };

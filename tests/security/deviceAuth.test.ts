@@ -19,7 +19,7 @@ import { PermissionViolationError, type NatsConnection } from '@nats-io/transpor
 import { beforeAll, describe, expect, it } from 'vitest';
 import { deviceTokenKey, issueDeviceToken, signDeviceToken } from '../../auth/deviceToken.ts';
 import { DeviceActor } from '../../clients/deviceActor.ts';
-import { UserEvent } from '../../machines/events.ts';
+import { CrisisButton, UserEvent } from '../../machines/events.ts';
 import { encode } from '../../transport/codec.ts';
 import { connectNats } from '../../transport/connection.ts';
 import { permissionViolation } from '../../transport/errors.ts';
@@ -154,6 +154,48 @@ describe('device credentials: only their own data', () => {
 
     await expect(signIn(user, 'c1', token)).rejects.toThrow(/Authorization Violation/i);
     await sibling.stop();
+  });
+
+  it("a press on the press subject: the user's other device shows the crisis before any stored view, until a stored view accounts for it; another user's press subject is a violation", async () => {
+    const { client } = system();
+    const { subjects } = client.topology;
+    const user = 'auth-press';
+    await register(user, 'p1', 'p2');
+    await register('auth-press-other', 'o1');
+    const nc1 = await signIn(user, 'p1', await issueDeviceToken(tokens, { userId: user, deviceId: 'p1' }));
+    const nc2 = await signIn(user, 'p2', await issueDeviceToken(tokens, { userId: user, deviceId: 'p2' }));
+    const reported = violations(nc1);
+    const shownOnP2: Array<{ version: number; crisis: boolean; provisional: boolean }> = [];
+    const p2 = await DeviceActor.start({ nc: nc2, userId: user, deviceId: 'p2', onApply: (v, provisional) => void shownOnP2.push({ version: v.version, crisis: v.crisis.active, provisional }) });
+    const before = p2.view!;
+
+    // Only on the press subject: no lane has it, so nothing but the press subject can show it.
+    const press = event(user, 'crisis_button', { deviceId: 'p1' });
+    nc1.publish(subjects.press(user), encode(CrisisButton, press));
+    await waitFor(() => p2.shown?.crisis.active, 'p2 to show the crisis it heard');
+    expect(p2.view).toBe(before);
+    expect(shownOnP2.at(-1)).toEqual({ version: before.version, crisis: true, provisional: true });
+    expect((await client.lastView(user))!.crisis.active).toBe(false);
+
+    // The same press stored on the crisis lane: its view accounts for it, and the provisional crisis gives way to it.
+    await client.publish(press);
+    await waitFor(() => p2.view?.crisis.active, "p2 to apply the stored crisis view");
+    expect(p2.view!.crisis.signalsUntil).toBe(press.at);
+    expect(p2.shown).toEqual(p2.view);
+    expect(shownOnP2.at(-1)).toEqual({ version: p2.view!.version, crisis: true, provisional: false });
+
+    // Heard again (a device sends it with every attempt to store it), it changes nothing.
+    nc1.publish(subjects.press(user), encode(CrisisButton, press));
+    await nc1.flush();
+    await client.publish(event(user, 'crisis_resolved', { by: 'clinician' }));
+    await waitFor(() => p2.view?.crisis.active === false, 'p2 to leave the crisis once resolved');
+    expect(p2.shown).toEqual(p2.view);
+
+    nc1.publish(subjects.press('auth-press-other'), encode(CrisisButton, event('auth-press-other', 'crisis_button', { deviceId: 'p1' })));
+    await waitFor(() => reported.some((v) => v.operation === 'publish' && v.subject === subjects.press('auth-press-other')), "the other user's press subject refused");
+    expect((await client.lastView('auth-press-other'))!.crisis.active).toBe(false);
+    await p2.stop();
+    await Promise.all([nc1.close(), nc2.close()]);
   });
 
   it('a rotated token is refused at sign-in, the new one admitted (issued with npm run cli -- device-token)', async () => {

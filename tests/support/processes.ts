@@ -171,6 +171,9 @@ export interface AppliedView {
   trialEndsAt: DeviceView['trialEndsAt'];
   gracePeriod: DeviceView['gracePeriod'];
   crisisSince: DeviceView['crisis']['since'];
+  crisisSignalsUntil: DeviceView['crisis']['signalsUntil'];
+  /** The crisis of a press heard before a stored view accounted for it, over the view of `version`. */
+  provisional: boolean;
   presentation: DeviceView['crisis']['presentation'];
   disabledFeatures: DeviceView['features']['disabled'];
   sync: DeviceView['sync'];
