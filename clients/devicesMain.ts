@@ -7,7 +7,8 @@
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety
  * content; `provisional` while it shows the crisis of a press no stored view accounts for yet), so operators and tests can watch what devices applied; also a line per catch-up (start,
- * reconnect), when a device learns it was removed, when the server refuses it (`refused`: not
+ * reconnect), per move of its connection (`connection`: disconnect, reconnect, forced or stale, with
+ * the server), when a device learns it was removed, when the server refuses it (`refused`: not
  * registered yet, or revoked; it tries again until it learns it was removed) and when its
  * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
  * device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
@@ -107,6 +108,7 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     }
     wait = SIGN_IN_RETRY_MS.first;
     connections.add(nc);
+    void printConnectionChanges(nc, userId, deviceId);
     const actor: DeviceActor | undefined = await DeviceActor.start({
       nc,
       topology,
@@ -135,6 +137,15 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     held = actor?.view ?? held;
     await actor?.stop();
     if (!removed && !stopping.signal.aborted) print({ disconnected: true, userId, deviceId, error: closed?.message ?? null });
+  }
+}
+
+/** Prints each move of a device's connection (`connection`: disconnect, reconnect, and why), for the run's record of where a device was. */
+async function printConnectionChanges(nc: NatsConnection, userId: string, deviceId: string): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'forceReconnect' || s.type === 'staleConnection') {
+      print({ connection: s.type, userId, deviceId, server: 'server' in s ? s.server : null, at: Date.now() });
+    }
   }
 }
 
