@@ -95,6 +95,7 @@ export class DeviceActor {
   private readonly unwatch: () => void;
   private again: NodeJS.Timeout | undefined;
   private serverCheck: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
   private catchingUp: Promise<void> = Promise.resolve();
 
   private constructor(options: DeviceActorOptions, direct: DirectStreamAPI) {
@@ -143,8 +144,16 @@ export class DeviceActor {
     this.serverCheck = setTimeout(() => void this.checkServer().finally(() => this.checkServerLater()), every);
   }
 
-  /** Moves the connection to another server when its own does not answer a PING within {@link SERVER_ANSWER_MS}. */
-  private async checkServer(): Promise<void> {
+  /**
+   * Moves the connection to another server when its own does not answer a PING within
+   * {@link SERVER_ANSWER_MS}. One check at a time: the periodic one and a press's share it.
+   */
+  private checkServer(): Promise<void> {
+    this.checking ??= this.pingServer().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private async pingServer(): Promise<void> {
     const { nc } = this.options;
     if (this.stopped || nc.isClosed()) return;
     let timer: NodeJS.Timeout | undefined;
@@ -173,8 +182,8 @@ export class DeviceActor {
    * `crisis_button` event, the one event a device may publish, to its user's crisis lane and to
    * its user's other devices (the press subject). Resolves once JetStream stored it; until then
    * both are sent again (the same event: stored once, heard once), each attempt waiting
-   * {@link PRESS_ATTEMPT_MS}, while the device's server checks move it off a server that stopped
-   * answering. Rejects only on a terminal failure, or when the actor stops.
+   * {@link PRESS_ATTEMPT_MS}; an attempt that fails checks the device's server at once, and moves
+   * off it if it stopped answering. Rejects only on a terminal failure, or when the actor stops.
    */
   async crisisButton(): Promise<PubAck> {
     const event = { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId } as const;
@@ -186,6 +195,8 @@ export class DeviceActor {
         return await publishEvent(this.js, this.topology.subjects, event, { timeoutMs: PRESS_ATTEMPT_MS });
       } catch (err) {
         if (!isTransient(err) || this.stopped) throw err;
+        // Not stored in time: the device's own server may have stopped answering; do not wait for the periodic check.
+        void this.checkServer();
       }
     }
   }
