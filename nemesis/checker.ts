@@ -210,6 +210,11 @@ export interface CrisisLatency {
   /** Press → stored in the crisis lane (the device's part: a device on a cut-off server waits here). */
   storedP50Ms: number | null;
   storedMaxMs: number | null;
+  /**
+   * Crisis continuity: of each fault of the kind, the first press made while it lasted (or just
+   * healed), press → shown on every device; the slowest of them (null: none shown, or no press).
+   */
+  firstAfterFaultMs: number | null;
 }
 
 /** One press, as the checker measured it. */
@@ -669,7 +674,7 @@ function checkCrises(input: CheckInput, findings: Findings, deadlineMs: number, 
   const summary = new Map<string, CrisisLatency>();
   const entry = (kind: string) => {
     let s = summary.get(kind);
-    if (!s) summary.set(kind, (s = { presses: 0, shown: 0, neverShown: 0, late: 0, p50Ms: null, p99Ms: null, maxMs: null, storedP50Ms: null, storedMaxMs: null }));
+    if (!s) summary.set(kind, (s = { presses: 0, shown: 0, neverShown: 0, late: 0, p50Ms: null, p99Ms: null, maxMs: null, storedP50Ms: null, storedMaxMs: null, firstAfterFaultMs: null }));
     return s;
   };
   const push = (into: Map<string, number[]>, kind: string, ms: number) => into.set(kind, [...(into.get(kind) ?? []), ms]);
@@ -717,6 +722,12 @@ function checkCrises(input: CheckInput, findings: Findings, deadlineMs: number, 
     const shown = [...(shownLatencies.get(kind) ?? [])].sort((a, b) => a - b);
     const stored = [...(storedLatencies.get(kind) ?? [])].sort((a, b) => a - b);
     Object.assign(s, { p50Ms: percentile(shown, 50), p99Ms: percentile(shown, 99), maxMs: shown.at(-1) ?? null, storedP50Ms: percentile(stored, 50), storedMaxMs: stored.at(-1) ?? null });
+  }
+  for (const f of input.faults) {
+    const during = outcomes.map((o) => ({ o, at: Date.parse(o.at) })).filter(({ at }) => at >= f.start && at <= f.end + tailMs);
+    const first = during.sort((a, b) => a.at - b.at)[0]?.o;
+    const s = summary.get(f.kind);
+    if (first?.shownMs != null && s) s.firstAfterFaultMs = Math.max(s.firstAfterFaultMs ?? 0, first.shownMs);
   }
   const crisis = Object.fromEntries([...summary].sort(([a], [b]) => (a === 'none' ? -1 : b === 'none' ? 1 : a.localeCompare(b))));
   const wait = (o: PressOutcome) => o.shownMs ?? Number.POSITIVE_INFINITY;

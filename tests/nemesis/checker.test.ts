@@ -137,7 +137,7 @@ describe('the nemesis checker', () => {
     expect(result.ok).toBe(true);
     expect(result.runErrors).toEqual({});
     expect(result.totals).toMatchObject({ users: 2, usersFullyChecked: 2, storedEvents: { normal: 13, crisis: 2 }, devices: 2, presses: 1 });
-    expect(result.crisis).toEqual({ none: { presses: 1, shown: 1, neverShown: 0, late: 0, p50Ms: 25, p99Ms: 25, maxMs: 25, storedP50Ms: 5, storedMaxMs: 5 } });
+    expect(result.crisis).toEqual({ none: { presses: 1, shown: 1, neverShown: 0, late: 0, p50Ms: 25, p99Ms: 25, maxMs: 25, storedP50Ms: 5, storedMaxMs: 5, firstAfterFaultMs: null } });
     expect(result.slowestPresses).toEqual([{ userId: 'ua', deviceId: 'phone', fault: 'none', at: new Date(T0 + 3_000 - 5).toISOString(), storedMs: 5, shownMs: 25 }]);
   });
 
@@ -285,13 +285,15 @@ describe('the nemesis checker', () => {
     // Tolerated (CI's run, until the crisis path stops waiting for elections): reported, and the run passes.
     const tolerated = check(late, { tolerated: ['crisis_late'] });
     expect([tolerated.ok, tolerated.anomalies.crisis_late.count]).toEqual([true, 1]);
-    expect(result.crisis).toEqual({ partition: { presses: 1, shown: 1, neverShown: 0, late: 1, p50Ms: 12_025, p99Ms: 12_025, maxMs: 12_025, storedP50Ms: 5, storedMaxMs: 5 } });
+    expect(result.crisis).toEqual({ partition: { presses: 1, shown: 1, neverShown: 0, late: 1, p50Ms: 12_025, p99Ms: 12_025, maxMs: 12_025, storedP50Ms: 5, storedMaxMs: 5, firstAfterFaultMs: 12_025 } });
     // A fault that started while the press waited takes it too.
     const during = clean();
     for (const line of device(during, 'tablet').applied) if (line.crisis) line.appliedAt += 3_000;
     const pressed = device(during, 'phone').presses[0]!.at;
     during.faults.push({ kind: 'server_kill', target: 'n1', start: pressed + 1_000, end: pressed + 2_000 }, { kind: 'node_kill', target: 'node-1', start: pressed + 10_000, end: pressed + 11_000 });
     expect(Object.keys(check(during).crisis)).toEqual(['server_kill']);
+    // Pressed before the fault began: no fault's first press.
+    expect(check(during).crisis.server_kill!.firstAfterFaultMs).toBeNull();
 
     const never = clean();
     const t = device(never, 'tablet');
