@@ -6,8 +6,9 @@
  *
  * Prints one JSON line per applied view (what the device now shows: version and every entitlement:
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety
- * content; `provisional` while it shows the crisis of a press no stored view accounts for yet), so operators and tests can watch what devices applied; also a line per catch-up (start,
- * reconnect), per move of its connection (`connection`: disconnect, reconnect, forced or stale, with
+ * content; `provisional` while it shows the crisis of a press no stored view accounts for yet), so
+ * operators and tests can watch what devices applied; also a line per catch-up (start, reconnect;
+ * with the server it is on), per move of its connection (`connection`: disconnect, reconnect, forced or stale, with
  * the server), when a device learns it was removed, when the server refuses it (`refused`: not
  * registered yet, or revoked; it tries again until it learns it was removed) and when its
  * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
@@ -122,7 +123,7 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
         print({ removed: true, userId, deviceId });
         void drainNats(nc);
       },
-      onCatchUp: (v) => print({ caughtUp: true, userId, deviceId, version: v?.version ?? null, at: Date.now() }),
+      onCatchUp: (v) => print({ caughtUp: true, userId, deviceId, version: v?.version ?? null, server: nc.info?.server_name ?? null, at: Date.now() }),
     }).catch((err: Error) => {
       // Signed in, yet it could not start (its connection closed meanwhile): sign in again.
       print({ rejected: true, error: err.message });
