@@ -17,6 +17,8 @@
  * well as to the crisis lane. A device that hears a press no stored view accounts for yet shows the
  * stored view with the crisis over it ({@link withProvisionalCrisis}), until a stored view accounts
  * for the press: a crisis only adds features and only a person ends one, so showing it early is safe.
+ * A device may hold a second connection, on another server ({@link DeviceActorOptions.standby}):
+ * it hears and sends on both, so a server that froze does not keep a crisis from it until it notices.
  */
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, type DirectStreamAPI, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
@@ -40,6 +42,13 @@ export interface DeviceActorOptions {
   deviceId: string;
   /** The deployment's topology (default prefix when omitted). */
   topology?: Topology;
+  /**
+   * A second connection of the device, signed in the same way, on another server where it can:
+   * the crisis path's second way in. The device hears views and presses on both, sends its
+   * presses on both, and tries to store a press through each in turn, so one server that stopped
+   * answering keeps nothing from it. Optional: a connection costs a phone battery.
+   */
+  standby?: NatsConnection;
   /** The view the device held from an earlier run, if it stored one. */
   held?: DeviceView | null;
   /**
@@ -77,6 +86,17 @@ const PRESS_ATTEMPT_MS = 1_000;
 const SERVER_CHECK_MS: Readonly<Record<SyncFrequency | 'none', number>> = { realtime: 1_000, frequent: 5_000, standard: 10_000, background: 30_000, none: 30_000 };
 const SERVER_ANSWER_MS = 2_000;
 
+/** One connection of a device, and what the actor holds on it. */
+interface Link {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  subscriptions: Subscription[];
+  unwatch: () => void;
+  serverCheck?: NodeJS.Timeout;
+  /** The server check under way (one at a time: the periodic one and a press's share it). */
+  checking?: Promise<void>;
+}
+
 /** One device of one user. */
 export class DeviceActor {
   readonly userId: string;
@@ -89,13 +109,10 @@ export class DeviceActor {
   private readonly options: DeviceActorOptions;
   private readonly topology: Topology;
   private readonly direct: DirectStreamAPI;
-  private readonly js: JetStreamClient;
-  private subscriptions: Subscription[];
+  /** The device's connection, then its standby if it has one. */
+  private readonly links: Link[];
   private stopped = false;
-  private readonly unwatch: () => void;
   private again: NodeJS.Timeout | undefined;
-  private serverCheck: NodeJS.Timeout | undefined;
-  private checking: Promise<void> | undefined;
   private catchingUp: Promise<void> = Promise.resolve();
 
   private constructor(options: DeviceActorOptions, direct: DirectStreamAPI) {
@@ -105,24 +122,33 @@ export class DeviceActor {
     this.held = options.held ?? null;
     this.topology = options.topology ?? createTopology();
     this.direct = direct;
-    // Publishes only: no JetStream API check, which a device's permissions do not allow.
-    this.js = jetstream(options.nc, { checkAPI: false });
+    this.links = [options.nc, ...(options.standby ? [options.standby] : [])].map((nc) => this.link(nc));
+  }
+
+  /** Subscribes on a connection to the user's views and presses, and watches it. */
+  private link(nc: NatsConnection): Link {
     const read = (apply: (m: Msg) => void) => (err: Error | null, m: Msg) => {
       if (err) return;
       try {
         apply(m);
       } catch (e) {
-        options.onReject?.(e as Error);
+        this.options.onReject?.(e as Error);
       }
     };
-    this.subscriptions = [
-      options.nc.subscribe(this.topology.subjects.view(this.userId), { callback: read((m) => this.offer(decodeDeviceView(m.data, m.headers, { userId: this.userId }))) }),
-      options.nc.subscribe(this.topology.subjects.press(this.userId), { callback: read((m) => this.hear(decode(CrisisButton, m.data, { userId: this.userId }))) }),
-    ];
-    // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
-    this.unwatch = onReconnect(options.nc, () => void this.catchUp(true).then(() => this.catchUpAgain()));
+    const link: Link = {
+      nc,
+      // Publishes only: no JetStream API check, which a device's permissions do not allow.
+      js: jetstream(nc, { checkAPI: false }),
+      subscriptions: [
+        nc.subscribe(this.topology.subjects.view(this.userId), { callback: read((m) => this.offer(decodeDeviceView(m.data, m.headers, { userId: this.userId }))) }),
+        nc.subscribe(this.topology.subjects.press(this.userId), { callback: read((m) => this.hear(decode(CrisisButton, m.data, { userId: this.userId }))) }),
+      ],
+      // nats.js subscribes again on reconnect before it reports it: views stored meanwhile are read then.
+      unwatch: onReconnect(nc, () => void this.catchUp(true).then(() => this.catchUpAgain())),
+    };
     // From the start: a server that stops answering during the first catch-up is left as well.
-    this.checkServerLater();
+    this.checkServerLater(link);
+    return link;
   }
 
   /** Subscribes to the user's views, catches up with the last stored one, and applies from then on. */
@@ -137,24 +163,20 @@ export class DeviceActor {
     return actor;
   }
 
-  /** The next check that the server answers, as often as the held view's sync frequency says. */
-  private checkServerLater(): void {
+  /** The next check that a connection's server answers, as often as the held view's sync frequency says. */
+  private checkServerLater(link: Link): void {
     if (this.stopped) return;
     const every = SERVER_CHECK_MS[this.held?.sync.frequency ?? 'none'];
-    this.serverCheck = setTimeout(() => void this.checkServer().finally(() => this.checkServerLater()), every);
+    link.serverCheck = setTimeout(() => void this.checkServer(link).finally(() => this.checkServerLater(link)), every);
   }
 
-  /**
-   * Moves the connection to another server when its own does not answer a PING within
-   * {@link SERVER_ANSWER_MS}. One check at a time: the periodic one and a press's share it.
-   */
-  private checkServer(): Promise<void> {
-    this.checking ??= this.pingServer().finally(() => (this.checking = undefined));
-    return this.checking;
+  /** Moves a connection to another server when its own does not answer a PING within {@link SERVER_ANSWER_MS}. */
+  private checkServer(link: Link): Promise<void> {
+    link.checking ??= this.pingServer(link.nc).finally(() => (link.checking = undefined));
+    return link.checking;
   }
 
-  private async pingServer(): Promise<void> {
-    const { nc } = this.options;
+  private async pingServer(nc: NatsConnection): Promise<void> {
     if (this.stopped || nc.isClosed()) return;
     let timer: NodeJS.Timeout | undefined;
     const silent = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), SERVER_ANSWER_MS)));
@@ -180,23 +202,26 @@ export class DeviceActor {
   /**
    * The user pressed the crisis button on this device: it shows the crisis at once, and sends a
    * `crisis_button` event, the one event a device may publish, to its user's crisis lane and to
-   * its user's other devices (the press subject). Resolves once JetStream stored it; until then
-   * both are sent again (the same event: stored once, heard once), each attempt waiting
-   * {@link PRESS_ATTEMPT_MS}; an attempt that fails checks the device's server at once, and moves
-   * off it if it stopped answering. Rejects only on a terminal failure, or when the actor stops.
+   * its user's other devices (the press subject, on every connection). Resolves once JetStream
+   * stored it; until then both are sent again (the same event: stored once, heard once), each
+   * attempt waiting {@link PRESS_ATTEMPT_MS}, through the device's connections in turn; an attempt
+   * that fails checks that connection's server at once, and moves off it if it stopped answering.
+   * Rejects only on a terminal failure, or when the actor stops.
    */
   async crisisButton(): Promise<PubAck> {
     const event = { type: 'crisis_button', id: randomUUID(), userId: this.userId, at: Date.now(), deviceId: this.deviceId } as const;
     this.hear(event);
     const press = encode(CrisisButton, event);
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
+      const open = this.links.filter((l) => !l.nc.isClosed() && !l.nc.isDraining());
+      for (const l of open) l.nc.publish(this.topology.subjects.press(this.userId), press);
+      const link = open[attempt % open.length] ?? this.links[0]!;
       try {
-        this.options.nc.publish(this.topology.subjects.press(this.userId), press);
-        return await publishEvent(this.js, this.topology.subjects, event, { timeoutMs: PRESS_ATTEMPT_MS });
+        return await publishEvent(link.js, this.topology.subjects, event, { timeoutMs: PRESS_ATTEMPT_MS });
       } catch (err) {
         if (!isTransient(err) || this.stopped) throw err;
-        // Not stored in time: the device's own server may have stopped answering; do not wait for the periodic check.
-        void this.checkServer();
+        // Not stored in time: the connection's server may have stopped answering; do not wait for the periodic check.
+        void this.checkServer(link);
       }
     }
   }
@@ -267,10 +292,11 @@ export class DeviceActor {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.again);
-    clearTimeout(this.serverCheck);
-    this.unwatch();
-    for (const sub of this.subscriptions) sub.unsubscribe();
-    this.subscriptions = [];
+    for (const link of this.links) {
+      clearTimeout(link.serverCheck);
+      link.unwatch();
+      for (const sub of link.subscriptions) sub.unsubscribe();
+    }
     await this.catchingUp;
   }
 }

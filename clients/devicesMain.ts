@@ -38,6 +38,10 @@ const SIGN_IN_RETRY_MS = { first: 100, max: 1_000 };
 /** How long a press on stdin is tried again (the device signing in again, the server electing a leader), and how often. */
 const PRESS_RETRY_MS = 30_000;
 const PRESS_AGAIN_MS = 200;
+/** `FM_DEVICE_STANDBY=1`: each device also holds a standby connection on another server (`DeviceActorOptions.standby`). */
+const STANDBY = process.env.FM_DEVICE_STANDBY === '1';
+/** How long a device waits for its standby connection before it goes on without one. */
+const STANDBY_CONNECT_MS = 5_000;
 
 const tokens = (process.env.FM_DEVICE_TOKENS_FILE ? JSON.parse(readFileSync(process.env.FM_DEVICE_TOKENS_FILE, 'utf8')) : {}) as Record<string, string>;
 const devices = process.argv.slice(2).map((arg) => {
@@ -110,8 +114,10 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     wait = SIGN_IN_RETRY_MS.first;
     connections.add(nc);
     void printConnectionChanges(nc, userId, deviceId);
+    const standby = STANDBY ? await connectStandby(nc, userId, deviceId, token) : undefined;
     const actor: DeviceActor | undefined = await DeviceActor.start({
       nc,
+      standby,
       topology,
       userId,
       deviceId,
@@ -137,8 +143,32 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     connections.delete(nc);
     held = actor?.view ?? held;
     await actor?.stop();
+    if (standby) {
+      connections.delete(standby);
+      await standby.close();
+    }
     if (!removed && !stopping.signal.aborted) print({ disconnected: true, userId, deviceId, error: closed?.message ?? null });
   }
+}
+
+/**
+ * Signs a device in a second time, on the servers other than the one its connection is on (nats.js
+ * may still move it there later); `undefined` when that takes longer than {@link STANDBY_CONNECT_MS}
+ * or is refused: the device goes on with one connection.
+ */
+async function connectStandby(nc: NatsConnection, userId: string, deviceId: string, token: string): Promise<NatsConnection | undefined> {
+  const all = deployment.natsUrl.split(',');
+  const elsewhere = all.filter((url) => !url.includes(nc.getServer()));
+  const connecting = connectNats({ servers: elsewhere.length ? elsewhere : all, name: `device/${userId}/${deviceId}/standby`, credentials: { deviceToken: token, userId, deviceId } });
+  const standby = await Promise.race([connecting.catch(() => undefined), sleep(STANDBY_CONNECT_MS).then(() => undefined)]);
+  if (!standby) {
+    // Too late, or refused: one that connects after all is closed.
+    void connecting.then((late) => late.close(), () => undefined);
+    return undefined;
+  }
+  connections.add(standby);
+  void printConnectionChanges(standby, userId, `${deviceId}/standby`);
+  return standby;
 }
 
 /** Prints each move of a device's connection (`connection`: disconnect, reconnect, and why), for the run's record of where a device was. */

@@ -397,7 +397,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       ratePerS: options.rate,
       tokens: await new Kvm(c.nc).open(topology.buckets.deviceTokens),
       secretsDir,
-      deviceEnv: env,
+      // Each device with a standby connection on another server (the crisis path's second way in).
+      deviceEnv: { ...env, FM_DEVICE_STANDBY: '1' },
       logDir: runDir,
       log,
       giveUpAt: deadline - RESERVE_MS,
