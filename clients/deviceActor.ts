@@ -74,6 +74,12 @@ const CATCH_UP_RETRY_MS = { first: 50, max: 1_000 };
  */
 const CATCH_UP_AGAIN_MS = 1_000;
 
+/**
+ * Most presses a device keeps while no stored view accounts for them: more change nothing it shows,
+ * and a device flooding its user's press subject must not grow the others' memory.
+ */
+const MAX_HEARD = 16;
+
 /** How long one attempt to store a crisis press waits before the device sends it again. */
 const PRESS_ATTEMPT_MS = 1_000;
 
@@ -250,7 +256,7 @@ export class DeviceActor {
    * (not registered yet) shows nothing, as for a stored view.
    */
   private hear(press: HeardPress): void {
-    if (this.stopped || !this.held || this.heard.has(press.id) || accountsFor(this.held, press)) return;
+    if (this.stopped || !this.held || this.heard.size >= MAX_HEARD || this.heard.has(press.id) || accountsFor(this.held, press)) return;
     const inCrisis = this.heard.size > 0;
     this.heard.set(press.id, { id: press.id, at: press.at });
     if (!inCrisis) this.options.onApply?.(this.shown!, true);
