@@ -8,11 +8,12 @@
  * tier, status, trial and grace deadlines, crisis, features, sync policy; a digest of the safety
  * content; `provisional` while it shows the crisis of a press no stored view accounts for yet), so
  * operators and tests can watch what devices applied; also a line per catch-up (start, reconnect;
- * with the server it is on), per move of its connection (`connection`: disconnect, reconnect, forced or stale, with
- * the server), when a device learns it was removed, when the server refuses it (`refused`: not
- * registered yet, or revoked; it tries again until it learns it was removed) and when its
- * connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once every
- * device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
+ * with the server it is on), per move of a connection (`connection`: disconnect, reconnect, forced
+ * or stale, with the server), when a device learns it was removed, when the server refuses it
+ * (`refused`: not registered yet, or revoked; it tries again until it learns it was removed) and
+ * when its connection closed for good (`disconnected`: it signs in again). `{"ready":true}` once
+ * every device has been admitted and caught up, or refused once. Stops cleanly on SIGINT/SIGTERM.
+ * With `FM_DEVICE_STANDBY=1` each device also holds a standby connection on another server.
  *
  * A line `press <user>:<device>` on stdin presses that device's crisis button (`crisisButton()`, on
  * the device's own connection; the nemesis run presses through it) and prints `pressed` with the

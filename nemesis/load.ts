@@ -361,7 +361,11 @@ export class Load {
     while (Date.now() < giveUpAt && !this.stopped) {
       const devices = [...group.logs.values()];
       const versions = new Map(await Promise.all([...new Set(devices.map((d) => d.userId))].map(async (u) => [u, await this.options.storedVersion(u).catch(() => undefined)] as const)));
-      if (devices.every((d) => { const v = versions.get(d.userId); return v === null || (v !== undefined && showsStoredView(d, v)); })) break;
+      const settled = (d: DeviceLog) => {
+        const version = versions.get(d.userId);
+        return version === null || (version !== undefined && showsStoredView(d, version));
+      };
+      if (devices.every(settled)) break;
       await this.pause(1_000);
     }
     await group.stop();
