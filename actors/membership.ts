@@ -46,6 +46,8 @@ export class Membership {
   private readonly log: Logger;
   private readonly ttlMs: number;
   private readonly claims = new Map<number, PartitionClaim>();
+  /** The bucket revision of each claim in {@link claims}, as the watch delivered it. */
+  private readonly claimRevisions = new Map<number, number>();
   /** The revision of each claim this node wrote and has not removed. */
   private readonly ownClaims = new Map<number, number>();
   /**
@@ -85,10 +87,15 @@ export class Membership {
       if (value) this.seen.set(key, this.beats);
       else this.seen.delete(key);
     });
-    await this.follow(this.partitions, (key, value) => {
+    await this.follow(this.partitions, (key, value, revision) => {
       const partition = Number(key.slice(2));
-      if (value) this.claims.set(partition, JSON.parse(value) as PartitionClaim);
-      else this.claims.delete(partition);
+      if (value) {
+        this.claims.set(partition, JSON.parse(value) as PartitionClaim);
+        this.claimRevisions.set(partition, revision);
+      } else {
+        this.claims.delete(partition);
+        this.claimRevisions.delete(partition);
+      }
     });
     this.heartbeat = setInterval(() => {
       this.beat().catch((err: Error) => this.log.warn({ err: err.message }, 'membership heartbeat failed'));
@@ -112,6 +119,15 @@ export class Membership {
     return this.claims.get(partition);
   }
 
+  /**
+   * Partitions the bucket says this node holds while it does not (`held`): a claim whose removal
+   * failed when the node let the partition go (JetStream electing a leader), or one an earlier
+   * process under this node id left. Every other node takes them for served, so they must go.
+   */
+  strayClaims(held: ReadonlySet<number>): number[] {
+    return [...this.claims].filter(([p, c]) => c.nodeId === this.nodeId && !held.has(p)).map(([p]) => p);
+  }
+
   /** Records that this node holds a partition. */
   async claim(partition: number): Promise<void> {
     const claim: PartitionClaim = { nodeId: this.nodeId, since: Date.now() };
@@ -121,20 +137,25 @@ export class Membership {
 
   /**
    * Removes this node's claim on a partition, not another node's: the delete expects the revision
-   * this node wrote. A node that lost a partition would otherwise remove the claim of the node that
+   * this node wrote (or, for a stray claim under its id, the revision the watch last saw). Resolves
+   * whether it removed one. A node that lost a partition would otherwise remove the claim of the node that
    * took it, whenever its own copy of the claims had not caught up yet; the partition would then
    * look free while it is served.
    */
-  async unclaim(partition: number): Promise<void> {
-    const revision = this.ownClaims.get(partition);
-    if (revision === undefined) return;
+  async unclaim(partition: number): Promise<boolean> {
+    const recorded = this.claims.get(partition)?.nodeId === this.nodeId ? this.claimRevisions.get(partition) : undefined;
+    const revision = this.ownClaims.get(partition) ?? recorded;
+    if (revision === undefined) return false;
+    let removed = true;
     try {
       await this.partitions.delete(claimKey(partition), { previousSeq: revision });
       this.claims.delete(partition);
     } catch (err) {
       if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence)) throw err;
+      removed = false;
     }
     this.ownClaims.delete(partition);
+    return removed;
   }
 
   /** Leaves: stops the heartbeat and removes this node's key, so others take over at once. */
@@ -150,7 +171,7 @@ export class Membership {
    * values the bucket held when the watch started are applied: a node deciding before that would
    * see no members and no claims, and take partitions that live nodes hold.
    */
-  private async follow(kv: KV, apply: (key: string, value: string | null) => void): Promise<void> {
+  private async follow(kv: KV, apply: (key: string, value: string | null, revision: number) => void): Promise<void> {
     // The watch marks the last of the values present at its start as its first update (an empty
     // bucket has none to wait for; a value stored between the two reads only makes one more).
     const present = (await kv.status()).values;
@@ -161,7 +182,7 @@ export class Membership {
     this.watching.push(
       (async () => {
         for await (const entry of watcher) {
-          apply(entry.key, entry.operation === 'PUT' ? entry.string() : null);
+          apply(entry.key, entry.operation === 'PUT' ? entry.string() : null, entry.revision);
           if (entry.isUpdate) loaded.resolve();
         }
       })().finally(loaded.resolve),

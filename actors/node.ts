@@ -177,7 +177,8 @@ export class RuntimeNode implements ActorHost, PartitionSink {
 
   /**
    * One ownership tick: the assignment over the live members, then this node's moves towards it
-   * (take what is free and assigned here; hand over a few that are assigned elsewhere).
+   * (take what is free and assigned here; hand over a few that are assigned elsewhere), and the
+   * removal of claims under its id on partitions it does not hold.
    */
   private async reconcile(): Promise<void> {
     if (this.stopRequested) return;
@@ -188,9 +189,15 @@ export class RuntimeNode implements ActorHost, PartitionSink {
       const moves = planMoves(this.config.nodeId, assignment, held, this.membership.heldElsewhere(live), this.config.ownership.releasePerTick);
       await Promise.all(moves.release.map((p) => this.handOver(p)));
       await Promise.all(moves.acquire.map((p) => this.take(p)));
+      await Promise.all(this.membership.strayClaims(new Set(this.held.keys())).map((p) => this.removeStrayClaim(p)));
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'ownership tick failed');
     }
+  }
+
+  /** Removes a claim under this node's id on a partition it does not hold, so that the node it is assigned to takes it. */
+  private async removeStrayClaim(partition: number): Promise<void> {
+    if (await this.membership.unclaim(partition)) this.log.warn({ partition }, 'stray partition claim removed');
   }
 
   /** Takes a partition: both lanes' consumers (crisis first), each reset to its ack floor when its last holder left messages unacknowledged. */
