@@ -40,7 +40,7 @@ beforeAll(async () => {
 async function register(userId: string, ...devices: string[]): Promise<void> {
   const { client } = system();
   await client.publish(...registerDevices(userId, devices));
-  await waitFor(async () => devices.every((d) => client.lastView(userId, d).then(Boolean)), `${userId}'s view to list ${devices.join(', ')}`);
+  await waitFor(async () => (await Promise.all(devices.map((d) => client.lastView(userId, d)))).every(Boolean), `${userId}'s view to list ${devices.join(', ')}`);
 }
 
 /** A device's own connection, signed in with `token`. */
