@@ -11,6 +11,7 @@ import type { KV } from '@nats-io/kv';
 import { issueDeviceToken } from '../auth/deviceToken.ts';
 import type { AppliedLine, DeviceLog, PressLine } from './checker.ts';
 import { ManagedProcess } from './processes.ts';
+import { whileTransient } from './retry.ts';
 
 /** What a device process prints (the fields read here). */
 interface Printed {
@@ -70,11 +71,13 @@ export class DeviceGroup {
     env: Record<string, string>;
     logFile: string;
     readyTimeoutMs: number;
+    /** Until when a token whose store failed transiently is issued again (as registration would). */
+    giveUpAt: number;
   }): Promise<DeviceGroup> {
     const issued = await Promise.all(
       options.pairs.map(async (pair) => {
         const [userId, deviceId] = pair.split(':') as [string, string];
-        return [pair, await issueDeviceToken(options.tokens, { userId, deviceId })] as const;
+        return [pair, await whileTransient(() => issueDeviceToken(options.tokens, { userId, deviceId }), options.giveUpAt)] as const;
       }),
     );
     const tokensFile = join(options.secretsDir, `device-tokens-${options.name}.json`);

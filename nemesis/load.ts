@@ -26,10 +26,10 @@ import { assessmentCrisisLevel } from '../machines/crisis.ts';
 import { scoreAssessment } from '../machines/scoring.ts';
 import { ANSWERS, EMERGENCY_CONTACTS, SAFETY_PLAN } from '../tests/support/pii.ts';
 import { connectNats, drainNats } from '../transport/connection.ts';
-import { isTransient } from '../transport/errors.ts';
 import type { Topology } from '../transport/topology.ts';
 import { showsStoredView, type DeviceLog } from './checker.ts';
 import { DeviceGroup } from './devices.ts';
+import { whileTransient } from './retry.ts';
 import { between, prng } from './schedule.ts';
 
 /** The services the run publishes as, each on a connection of its own. */
@@ -59,8 +59,6 @@ const DEVICES_READY_MS = 60_000;
 const BURST_MOST = 4;
 /** Ticks of the load's pacing. */
 const TICK_MS = 100;
-/** Wait between two attempts of a publish. */
-const PUBLISH_AGAIN_MS = 100;
 
 /** Options of {@link Load.start}. */
 export interface LoadOptions {
@@ -198,15 +196,7 @@ export class Load {
    */
   private async publish(service: Service, draft: EventDraft): Promise<boolean> {
     try {
-      for (;;) {
-        try {
-          await this.publishers[service].publish(draft);
-          break;
-        } catch (err) {
-          if (!isTransient(err) || Date.now() > this.options.giveUpAt) throw err;
-          await sleep(PUBLISH_AGAIN_MS);
-        }
-      }
+      await whileTransient(() => this.publishers[service].publish(draft), this.options.giveUpAt);
       this.stats.published++;
       this.stats.byType[draft.type] = (this.stats.byType[draft.type] ?? 0) + 1;
       return true;
@@ -331,6 +321,7 @@ export class Load {
         env: this.options.deviceEnv,
         logFile: join(this.options.logDir, `${name}.log`),
         readyTimeoutMs: DEVICES_READY_MS,
+        giveUpAt: this.options.giveUpAt,
       });
     } catch (err) {
       this.stats.cohortsFailed++;
