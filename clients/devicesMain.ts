@@ -103,8 +103,14 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
   let wait = SIGN_IN_RETRY_MS.first;
   while (!removed && !stopping.signal.aborted) {
     let nc: NatsConnection;
+    let standby: NatsConnection | undefined;
     try {
-      nc = await connectNats({ servers: deployment.natsUrl, name: `device/${userId}/${deviceId}`, credentials: { deviceToken: token, userId, deviceId } });
+      nc = await connectNats({
+        servers: deployment.natsUrl,
+        name: `device/${userId}/${deviceId}`,
+        credentials: { deviceToken: token, userId, deviceId },
+        avoidServer: () => (standby?.isClosed() === false ? standby.getServer() : undefined),
+      });
     } catch (err) {
       print({ refused: true, userId, deviceId, error: (err as Error).message });
       started();
@@ -115,7 +121,7 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
     wait = SIGN_IN_RETRY_MS.first;
     connections.add(nc);
     void printConnectionChanges(nc, userId, deviceId);
-    const standby = STANDBY ? await connectStandby(nc, userId, deviceId, token) : undefined;
+    standby = STANDBY ? await connectStandby(nc, userId, deviceId, token) : undefined;
     const actor: DeviceActor | undefined = await DeviceActor.start({
       nc,
       standby,
@@ -153,14 +159,17 @@ async function runDevice({ userId, deviceId, token }: (typeof devices)[number], 
 }
 
 /**
- * Signs a device in a second time, on the servers other than the one its connection is on (nats.js
- * may still move it there later); `undefined` when that takes longer than {@link STANDBY_CONNECT_MS}
- * or is refused: the device goes on with one connection.
+ * Signs a device in a second time, on a server other than the one its connection is on (each of
+ * the two keeps off the other's server when it moves, while there is another); `undefined` when
+ * that takes longer than {@link STANDBY_CONNECT_MS} or is refused: the device goes on with one.
  */
 async function connectStandby(nc: NatsConnection, userId: string, deviceId: string, token: string): Promise<NatsConnection | undefined> {
-  const all = deployment.natsUrl.split(',');
-  const elsewhere = all.filter((url) => !url.includes(nc.getServer()));
-  const connecting = connectNats({ servers: elsewhere.length ? elsewhere : all, name: `device/${userId}/${deviceId}/standby`, credentials: { deviceToken: token, userId, deviceId } });
+  const connecting = connectNats({
+    servers: deployment.natsUrl,
+    name: `device/${userId}/${deviceId}/standby`,
+    credentials: { deviceToken: token, userId, deviceId },
+    avoidServer: () => (nc.isClosed() ? undefined : nc.getServer()),
+  });
   const standby = await Promise.race([connecting.catch(() => undefined), sleep(STANDBY_CONNECT_MS).then(() => undefined)]);
   if (!standby) {
     // Too late, or refused: one that connects after all is closed.

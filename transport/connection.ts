@@ -42,6 +42,12 @@ export interface ConnectOptions {
    * @default 20000
    */
   connectTimeoutMs?: number;
+  /**
+   * The server (`host:port`, as `nc.getServer()` gives it) not to connect or reconnect to while
+   * another one is known, asked before each attempt: a device's standby connection keeps off the
+   * server its main connection is on, and the main one off the standby's.
+   */
+  avoidServer?: () => string | undefined;
 }
 
 /** Defaults of {@link ConnectOptions}. */
@@ -66,6 +72,7 @@ export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
     waitOnFirstConnect: true,
     pingInterval: o.pingIntervalMs,
     timeout: o.connectTimeoutMs,
+    reconnectToServer: o.avoidServer && ((pool) => pool.find((s) => s.listen !== o.avoidServer!()) ?? null),
     // Each request would otherwise build two Error objects with stack traces up front, for a
     // timeout that almost never happens: a tenth of the runtime's CPU at full load (bench profile).
     noAsyncTraces: true,
