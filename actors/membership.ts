@@ -137,10 +137,10 @@ export class Membership {
 
   /**
    * Removes this node's claim on a partition, not another node's: the delete expects the revision
-   * this node wrote (or, for a stray claim under its id, the revision the watch last saw). Resolves
-   * whether it removed one. A node that lost a partition would otherwise remove the claim of the node that
-   * took it, whenever its own copy of the claims had not caught up yet; the partition would then
-   * look free while it is served.
+   * this node wrote (or, for a stray claim under its id, the revision the watch last saw). A node
+   * that lost a partition would otherwise remove the claim of the node that took it, whenever its
+   * own copy of the claims had not caught up yet; the partition would then look free while it is
+   * served. Resolves whether it removed one.
    */
   async unclaim(partition: number): Promise<boolean> {
     const recorded = this.claims.get(partition)?.nodeId === this.nodeId ? this.claimRevisions.get(partition) : undefined;

@@ -2,7 +2,7 @@
  * NATS connections: reconnecting forever (JetStream keeps what was published; a node that cannot
  * reach NATS can only wait), and drained on shutdown so in-flight acks and publishes complete.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection, type Server } from '@nats-io/transport-node';
 import { credentialOptions, type Credentials } from './credentials.ts';
 
 /** Default NATS URL when none is configured. */
@@ -72,11 +72,16 @@ export function connectNats(options: ConnectOptions): Promise<NatsConnection> {
     waitOnFirstConnect: true,
     pingInterval: o.pingIntervalMs,
     timeout: o.connectTimeoutMs,
-    reconnectToServer: o.avoidServer && ((pool) => pool.find((s) => s.listen !== o.avoidServer!()) ?? null),
+    reconnectToServer: o.avoidServer && ((pool) => avoiding(pool, o.avoidServer!())),
     // Each request would otherwise build two Error objects with stack traces up front, for a
     // timeout that almost never happens: a tenth of the runtime's CPU at full load (bench profile).
     noAsyncTraces: true,
   });
+}
+
+/** The first server of nats.js's pool (its own pick first) that is not `away`; `null` (its own pick) when none is. */
+function avoiding(pool: ReadonlyArray<Server>, away: string | undefined): Server | null {
+  return pool.find((s) => s.listen !== away) ?? null;
 }
 
 /** Drains a connection (flushes publishes, finishes subscriptions) unless it is already closed. */
